@@ -1,0 +1,16 @@
+//! What every VDB service shares.
+//!
+//! - [`error`]: [`ApiError`], the one way a handler fails, rendered as the JSON error body.
+//! - [`json`]: [`Json`], an extractor that turns every rejection into that JSON body too.
+//! - [`metrics`]: HTTP request metrics labelled by route template, and the `/metrics` handler.
+//! - [`telemetry`]: structured logging setup.
+//! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
+
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::ApiError;
+pub use json::Json;

@@ -1,0 +1,1 @@
+//! A segmented, checksummed write-ahead log (being written).

@@ -1,0 +1,1 @@
+//! Shard node (being written).
