@@ -53,6 +53,7 @@ pub enum Condition {
     /// The field is missing, null or an empty array.
     IsEmpty(IsEmptyCondition),
     /// A nested filter.
+    #[schema(no_recursion)]
     Filter(Filter),
 }
 

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 pub struct Point {
     pub id: PointId,
     pub vector: Vec<f32>,
-    /// A JSON object; omitted means empty.
+    /// A JSON object; omitted or null means empty. Anything else is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Payload>,
+    pub payload: Option<serde_json::Value>,
 }
 
 /// `PUT /v1/shards/{name}/points`: insert or replace a batch of points, all or nothing.

@@ -107,6 +107,8 @@ pub enum ShardState {
     /// Loading its snapshot and replaying its WAL.
     Recovering,
     Active,
+    /// Recovery refused its data (e.g. corruption in the middle of the WAL); see the log.
+    Failed,
 }
 
 /// The kind of a payload index.

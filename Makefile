@@ -1,0 +1,39 @@
+# VDB — one entry point for humans. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install what building and testing need (Debian packages, Rust checks)
+	scripts/setup.sh
+
+build: ## build every binary in release mode
+	cargo build --release --workspace --bins
+
+demo: setup build ## start a shard node, load debian-minilm, answer a query (Ctrl-C stops)
+	scripts/demo.sh
+
+test: ## run every test tier (unit, black-box, recall + crash + bench smoke)
+	scripts/test.sh all
+
+test-unit: ## tier 1: unit and property tests
+	scripts/test.sh unit
+
+test-blackbox: ## tier 2: black-box tests against the release binaries
+	scripts/test.sh blackbox
+
+test-slow: ## tier 3: recall, crash (kill -9) and benchmark smoke tests
+	scripts/test.sh slow
+
+bench: build ## benchmark VDB over HTTP against raw USearch on debian-minilm
+	cargo run --release -p vdb-bench -- shard
+
+openapi: ## regenerate openapi/*.json from the code
+	UPDATE_OPENAPI=1 cargo test --release -p vdb-shard --test openapi
+
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+.PHONY: help setup build demo test test-unit test-blackbox test-slow bench openapi lint

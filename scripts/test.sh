@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the test tiers, each inside its time budget:
+#   unit      unit and property tests of every crate            (budget 15 min incl. build)
+#   blackbox  the whole API against the release binaries        (budget 10 min)
+#   slow      recall on debian-minilm, kill -9 loop, bench smoke (budget 25 min)
+# Usage: scripts/test.sh [unit|blackbox|slow|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tier=${1:-all}
+
+run() { # budget_seconds, command...
+  local budget=$1; shift
+  echo "==> $* (budget ${budget}s)"
+  local start=$SECONDS
+  timeout --foreground "$budget" "$@"
+  echo "==> done in $((SECONDS - start))s"
+}
+
+scripts/setup.sh
+run 1200 cargo build --release --workspace --bins --tests
+
+case $tier in
+  unit|all) run 900 cargo test --release --workspace --exclude vdb-tests ;;&
+  blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox ;;&
+  slow|all)
+    run 1500 cargo test --release -p vdb-tests --test recall --test crash -- --nocapture --test-threads 1
+    run 300 cargo run --release -q -p vdb-bench -- shard --quick --out target/bench-quick.json
+    ;;
+  unit|blackbox) ;;
+  *) echo "unknown tier $tier (unit|blackbox|slow|all)" >&2; exit 2 ;;
+esac

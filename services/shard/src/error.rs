@@ -1,0 +1,52 @@
+//! [`ShardError`]: everything a shard operation can fail with, and how each maps to the API.
+
+use crate::index::IndexError;
+use vdb_api::ErrorCode;
+use vdb_common::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The request is wrong; the message is for the client.
+    #[error("{1}")]
+    Invalid(ErrorCode, String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Recovering or shutting down; retry elsewhere or later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("wal: {0}")]
+    Wal(#[from] vdb_wal::WalError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data failed validation (checksums, decoding); never served.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl ShardError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ShardError::Invalid(ErrorCode::InvalidArgument, message.into())
+    }
+}
+
+impl From<ShardError> for ApiError {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::Invalid(code, message) => ApiError::new(code, message),
+            ShardError::NotFound(m) => ApiError::not_found(m),
+            ShardError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m),
+            ShardError::Unavailable(m) => ApiError::unavailable(m),
+            other => {
+                // The cause stays in the log; the client gets no internals.
+                tracing::error!(error = %other, "shard operation failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+pub type Result<T, E = ShardError> = std::result::Result<T, E>;

@@ -1,0 +1,340 @@
+//! The shard node's HTTP API: thin handlers that extract, run one node/shard function on the
+//! blocking pool, and map the result. `openapi/shard.json` is generated from the annotations
+//! here (see [`ApiDoc`]).
+
+use crate::node::Node;
+use crate::ops::PayloadMode;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use vdb_api::*;
+use vdb_common::{ApiError, Json};
+
+type Node_ = State<Arc<Node>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The whole API, with metrics and the body limit applied.
+pub fn app(node: Arc<Node>) -> Router {
+    let metrics = node.metrics.http.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/status", get(status))
+        .route("/v1/shards", get(list_shards))
+        .route("/v1/shards/{name}", put(create_shard).get(describe_shard).delete(drop_shard))
+        .route("/v1/shards/{name}/points", put(upsert))
+        .route("/v1/shards/{name}/points/get", post(get_points))
+        .route("/v1/shards/{name}/points/delete", post(delete_points))
+        .route("/v1/shards/{name}/points/payload", post(set_payload).put(overwrite_payload))
+        .route("/v1/shards/{name}/points/payload/delete", post(delete_payload))
+        .route("/v1/shards/{name}/points/count", post(count))
+        .route("/v1/shards/{name}/points/scroll", post(scroll))
+        .route("/v1/shards/{name}/search", post(search))
+        .route("/v1/shards/{name}/search/batch", post(search_batch))
+        .route("/v1/shards/{name}/index", put(create_index))
+        .route("/v1/shards/{name}/index/{field}", axum::routing::delete(drop_index))
+        .route("/v1/shards/{name}/snapshot", post(snapshot))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics, vdb_common::metrics::track))
+        .layer(DefaultBodyLimit::max(node.config.max_body_bytes))
+        .with_state(node)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "every local shard has recovered"),
+    (status = 503, description = "still recovering", body = ErrorBody)))]
+async fn readyz(State(node): Node_) -> Response {
+    if node.is_ready() {
+        "ready".into_response()
+    } else {
+        ApiError::unavailable("recovering local shards").into_response()
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics_text(State(node): Node_) -> Response {
+    vdb_common::metrics::render(&node.metrics.registry)
+}
+
+#[utoipa::path(get, path = "/v1/status", tag = "node", responses((status = 200, body = NodeStatus)))]
+async fn status(State(node): Node_) -> Json<NodeStatus> {
+    Json(node.status())
+}
+
+#[utoipa::path(get, path = "/v1/shards", tag = "shards", responses((status = 200, body = ShardList)))]
+async fn list_shards(State(node): Node_) -> ApiResult<ShardList> {
+    node.blocking(|n| Ok(ShardList { shards: n.list() })).await.map(Json)
+}
+
+#[utoipa::path(put, path = "/v1/shards/{name}", tag = "shards", request_body = ShardConfig,
+    params(("name" = String, Path, description = "local shard name")),
+    responses((status = 201, body = ShardInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_shard(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(config): Json<ShardConfig>,
+) -> Result<(StatusCode, Json<ShardInfo>), ApiError> {
+    let info = node.blocking(move |n| n.create_shard(&name, config)).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+#[utoipa::path(get, path = "/v1/shards/{name}", tag = "shards",
+    params(("name" = String, Path, description = "local shard name")),
+    responses((status = 200, body = ShardInfo), (status = 404, body = ErrorBody)))]
+async fn describe_shard(State(node): Node_, Path(name): Path<String>) -> ApiResult<ShardInfo> {
+    node.blocking(move |n| Ok(n.describe(&*n.shard(&name)?))).await.map(Json)
+}
+
+#[utoipa::path(delete, path = "/v1/shards/{name}", tag = "shards",
+    params(("name" = String, Path, description = "local shard name")),
+    responses((status = 204, description = "dropped with its data"), (status = 404, body = ErrorBody)))]
+async fn drop_shard(State(node): Node_, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    node.blocking(move |n| n.drop_shard(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a write on the named shard and lets the node schedule a snapshot after it.
+async fn write<T: Send + 'static>(
+    node: Arc<Node>,
+    name: String,
+    op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    node.blocking(move |n| {
+        let shard = n.writable_shard(&name)?;
+        let out = op(&shard)?;
+        n.after_write(&shard);
+        Ok(out)
+    })
+    .await
+    .map(Json)
+}
+
+/// Runs a read on the named shard.
+async fn read<T: Send + 'static>(
+    node: Arc<Node>,
+    name: String,
+    op: impl FnOnce(&Node, &crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    node.blocking(move |n| op(n, &*n.shard(&name)?)).await.map(Json)
+}
+
+#[utoipa::path(put, path = "/v1/shards/{name}/points", tag = "points", request_body = UpsertPoints,
+    params(("name" = String, Path)),
+    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn upsert(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<UpsertPoints>,
+) -> ApiResult<WriteResult> {
+    write(node, name, move |s| s.upsert(req.points)).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/get", tag = "points", request_body = GetPoints,
+    params(("name" = String, Path)), responses((status = 200, body = Records)))]
+async fn get_points(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<GetPoints>,
+) -> ApiResult<Records> {
+    read(node, name, move |_, s| s.get(&req)).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/delete", tag = "points", request_body = PointSelector,
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+async fn delete_points(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<PointSelector>,
+) -> ApiResult<WriteResult> {
+    write(node, name, move |s| s.delete(req)).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+async fn set_payload(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<SetPayload>,
+) -> ApiResult<WriteResult> {
+    write(node, name, move |s| s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Merge))
+        .await
+}
+
+#[utoipa::path(put, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+async fn overwrite_payload(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<SetPayload>,
+) -> ApiResult<WriteResult> {
+    write(node, name, move |s| {
+        s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Overwrite)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/payload/delete", tag = "points", request_body = DeletePayload,
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+async fn delete_payload(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<DeletePayload>,
+) -> ApiResult<WriteResult> {
+    write(node, name, move |s| s.delete_payload_keys(req.keys, req.ids, req.filter)).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/count", tag = "points", request_body = CountPoints,
+    params(("name" = String, Path)), responses((status = 200, body = CountResult)))]
+async fn count(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<CountPoints>,
+) -> ApiResult<CountResult> {
+    read(node, name, move |_, s| Ok(CountResult { count: s.count(req.filter.as_ref())? })).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/points/scroll", tag = "points", request_body = ScrollPoints,
+    params(("name" = String, Path)), responses((status = 200, body = ScrollResult)))]
+async fn scroll(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<ScrollPoints>,
+) -> ApiResult<ScrollResult> {
+    read(node, name, move |_, s| s.scroll(&req)).await
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/search", tag = "search", request_body = SearchRequest,
+    params(("name" = String, Path)),
+    responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn search(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<SearchRequest>,
+) -> ApiResult<SearchResult> {
+    read(node, name, move |n, s| s.search(&req, n.planner)).await
+}
+
+/// Most searches one batch may carry.
+const MAX_BATCH: usize = 1_000;
+
+#[utoipa::path(post, path = "/v1/shards/{name}/search/batch", tag = "search", request_body = BatchSearchRequest,
+    params(("name" = String, Path)), responses((status = 200, body = BatchSearchResult)))]
+async fn search_batch(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<BatchSearchRequest>,
+) -> ApiResult<BatchSearchResult> {
+    if req.searches.is_empty() || req.searches.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!("searches must hold 1..={MAX_BATCH} requests")));
+    }
+    read(node, name, move |n, s| {
+        let results = req
+            .searches
+            .iter()
+            .enumerate()
+            .map(|(i, r)| s.search(r, n.planner).map_err(|e| prefix(e, i)))
+            .collect::<crate::error::Result<_>>()?;
+        Ok(BatchSearchResult { results })
+    })
+    .await
+}
+
+fn prefix(e: crate::error::ShardError, i: usize) -> crate::error::ShardError {
+    match e {
+        crate::error::ShardError::Invalid(code, m) => {
+            crate::error::ShardError::Invalid(code, format!("searches[{i}]: {m}"))
+        }
+        other => other,
+    }
+}
+
+#[utoipa::path(put, path = "/v1/shards/{name}/index", tag = "shards", request_body = CreatePayloadIndex,
+    params(("name" = String, Path)), responses((status = 200, body = ShardInfo)))]
+async fn create_index(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<CreatePayloadIndex>,
+) -> ApiResult<ShardInfo> {
+    node.blocking(move |n| {
+        let shard = n.writable_shard(&name)?;
+        shard.create_payload_index(req.field, req.kind)?;
+        Ok(n.describe(&shard))
+    })
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(delete, path = "/v1/shards/{name}/index/{field}", tag = "shards",
+    params(("name" = String, Path), ("field" = String, Path)),
+    responses((status = 204, description = "dropped"), (status = 404, body = ErrorBody)))]
+async fn drop_index(
+    State(node): Node_,
+    Path((name, field)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    node.blocking(move |n| n.writable_shard(&name)?.drop_payload_index(&field)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/shards/{name}/snapshot", tag = "shards",
+    params(("name" = String, Path)), responses((status = 200, body = SnapshotInfo)))]
+async fn snapshot(State(node): Node_, Path(name): Path<String>) -> ApiResult<SnapshotInfo> {
+    node.blocking(move |n| n.shard(&name)?.snapshot()).await.map(Json)
+}
+
+/// The shard node's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "VDB shard node",
+        description = "Local shards of collections: points, payloads, filtered vector search."
+    ),
+    paths(
+        healthz,
+        readyz,
+        metrics_text,
+        status,
+        list_shards,
+        create_shard,
+        describe_shard,
+        drop_shard,
+        upsert,
+        get_points,
+        delete_points,
+        set_payload,
+        overwrite_payload,
+        delete_payload,
+        count,
+        scroll,
+        search,
+        search_batch,
+        create_index,
+        drop_index,
+        snapshot
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        ErrorCode,
+        PointId,
+        Filter,
+        Condition,
+        Match,
+        MatchValue,
+        Range
+    ))
+)]
+pub struct ApiDoc;

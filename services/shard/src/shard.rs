@@ -1,0 +1,636 @@
+//! [`LocalShard`]: one shard of a collection hosted here — its HNSW index, point store,
+//! payload indexes and write-ahead log — and the write path.
+//!
+//! Write path (one writer at a time per shard, under `writer`):
+//! 1. validate the whole request against the shard's config; nothing is logged if any part
+//!    is wrong, so a batch is applied whole or not at all;
+//! 2. resolve it to a [`WalOp`] (filters become concrete ids) and reserve index capacity;
+//! 3. append the op to the WAL (fsynced per policy) — this assigns the LSN;
+//! 4. apply it: vectors into the index (in parallel on the insert pool), then ids, payloads
+//!    and payload indexes under the data lock;
+//! 5. acknowledge.
+//!
+//! Recovery replays the same [`LocalShard::apply`] over the WAL tail after loading the
+//! latest snapshot, so the live path and the recovery path cannot drift apart.
+//! The read side (get, count, scroll, search) lives in [`crate::read`].
+
+use crate::error::{Result, ShardError};
+use crate::index::VectorIndex;
+use crate::ops::{PayloadMode, StoredId, WalOp, WalPoint};
+use crate::snapshot::{self, PointsImage};
+use crate::store::{Entry, PointStore};
+use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use vdb_api::{
+    ErrorCode, Filter, Metric, Payload, PayloadIndexKind, Point, PointId, PointSelector,
+    ShardConfig, ShardState, WriteResult,
+};
+use vdb_payload::PayloadIndexes;
+use vdb_wal::{Wal, WalOptions};
+
+/// What readers share: the point store and the payload indexes over it.
+#[derive(Default)]
+pub struct ShardData {
+    pub store: PointStore,
+    pub indexes: PayloadIndexes,
+}
+
+/// Settings every local shard of a node shares.
+#[derive(Clone)]
+pub struct ShardEnv {
+    pub wal: WalOptions,
+    /// Concurrent index operations to reserve USearch contexts for.
+    pub index_threads: usize,
+    pub insert_pool: Arc<rayon::ThreadPool>,
+    pub metrics: Arc<crate::metrics::ShardMetrics>,
+}
+
+struct Writer {
+    wal: Wal,
+    records_since_snapshot: u64,
+}
+
+pub struct LocalShard {
+    pub name: String,
+    pub config: ShardConfig,
+    dir: PathBuf,
+    pub(crate) index: VectorIndex,
+    pub(crate) data: RwLock<ShardData>,
+    writer: Mutex<Writer>,
+    last_lsn: AtomicU64,
+    snapshot_lsn: AtomicU64,
+    snapshotting: AtomicBool,
+    env: ShardEnv,
+}
+
+impl LocalShard {
+    /// Creates an empty shard in `dir` (which must not hold one).
+    pub fn create(name: &str, config: ShardConfig, dir: &Path, env: ShardEnv) -> Result<Self> {
+        validate_config(&config)?;
+        std::fs::create_dir_all(dir)?;
+        write_config(dir, &config)?;
+        let index = VectorIndex::new(
+            config.dimension,
+            config.metric,
+            config.scalar,
+            &config.hnsw,
+            env.index_threads,
+        )?;
+        let (wal, _) = Wal::open(&dir.join("wal"), env.wal.clone(), 0, |_| Ok::<(), String>(()))
+            .map_err(|e| ShardError::Corrupt(e.to_string()))?;
+        Ok(Self::assemble(name, config, dir, index, ShardData::default(), wal, 0, env))
+    }
+
+    /// Opens an existing shard: loads its latest snapshot, then replays the WAL after it.
+    pub fn open(name: &str, dir: &Path, env: ShardEnv) -> Result<Self> {
+        let started = Instant::now();
+        let config: ShardConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)
+            .map_err(|e| ShardError::Corrupt(format!("{}: config.json: {e}", dir.display())))?;
+        let (index, data, snapshot_lsn) = match snapshot::load_latest(&dir.join("snapshots"))? {
+            Some(loaded) => {
+                let index = VectorIndex::load(
+                    &loaded.index,
+                    config.metric,
+                    &config.hnsw,
+                    env.index_threads,
+                )?;
+                env.metrics
+                    .snapshot_size_bytes
+                    .with_label_values(&[name])
+                    .set(loaded.size_bytes as i64);
+                (index, data_from_image(loaded.points)?, loaded.lsn)
+            }
+            None => (
+                VectorIndex::new(
+                    config.dimension,
+                    config.metric,
+                    config.scalar,
+                    &config.hnsw,
+                    env.index_threads,
+                )?,
+                ShardData::default(),
+                0,
+            ),
+        };
+        // The WAL validates the whole log (and repairs a torn tail) before anything is
+        // applied; the records after the snapshot are collected, then applied in order.
+        let mut replayed = Vec::new();
+        let (wal, report) = Wal::open(&dir.join("wal"), env.wal.clone(), snapshot_lsn, |record| {
+            replayed.push(record);
+            Ok::<(), String>(())
+        })
+        .map_err(|e| ShardError::Corrupt(format!("{}: {e}", dir.display())))?;
+        let shard = Self::assemble(name, config, dir, index, data, wal, snapshot_lsn, env);
+        for record in replayed {
+            let op = WalOp::decode(&record.payload).map_err(|e| {
+                ShardError::Corrupt(format!("{}: lsn {}: {e}", dir.display(), record.lsn))
+            })?;
+            shard.apply(&op)?;
+            shard.last_lsn.store(record.lsn, Ordering::SeqCst);
+        }
+        shard.last_lsn.store(report.last_lsn.max(snapshot_lsn), Ordering::SeqCst);
+        shard.writer.lock().records_since_snapshot = report.records_replayed;
+        let elapsed = started.elapsed().as_secs_f64();
+        shard.env.metrics.recovery_seconds.with_label_values(&[name]).set(elapsed);
+        shard.refresh_gauges();
+        tracing::info!(
+            shard = name,
+            snapshot_lsn,
+            replayed = report.records_replayed,
+            last_lsn = shard.last_lsn(),
+            points = shard.data.read().store.len(),
+            seconds = elapsed,
+            "local shard recovered"
+        );
+        Ok(shard)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: &str,
+        config: ShardConfig,
+        dir: &Path,
+        index: VectorIndex,
+        data: ShardData,
+        wal: Wal,
+        snapshot_lsn: u64,
+        env: ShardEnv,
+    ) -> Self {
+        LocalShard {
+            name: name.to_string(),
+            config,
+            dir: dir.to_path_buf(),
+            index,
+            data: RwLock::new(data),
+            last_lsn: AtomicU64::new(wal.last_lsn().max(snapshot_lsn)),
+            writer: Mutex::new(Writer { wal, records_since_snapshot: 0 }),
+            snapshot_lsn: AtomicU64::new(snapshot_lsn),
+            snapshotting: AtomicBool::new(false),
+            env,
+        }
+    }
+
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn.load(Ordering::SeqCst)
+    }
+
+    pub fn snapshot_lsn(&self) -> u64 {
+        self.snapshot_lsn.load(Ordering::SeqCst)
+    }
+
+    pub fn state(&self) -> ShardState {
+        ShardState::Active
+    }
+
+    pub(crate) fn env_metrics(&self) -> &crate::metrics::ShardMetrics {
+        &self.env.metrics
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.config.metric
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    pub fn upsert(&self, points: Vec<Point>) -> Result<WriteResult> {
+        if points.is_empty() {
+            return Err(ShardError::invalid("points must not be empty"));
+        }
+        let mut seen = HashSet::with_capacity(points.len());
+        let mut wal_points = Vec::with_capacity(points.len());
+        // Later duplicates win, as if the batch were applied point by point.
+        for (i, p) in points.into_iter().enumerate().rev() {
+            self.check_vector(&p.vector).map_err(|e| prefix(e, &format!("points[{i}]")))?;
+            let payload = match p.payload {
+                None | Some(serde_json::Value::Null) => "{}".to_string(),
+                Some(v @ serde_json::Value::Object(_)) => v.to_string(),
+                Some(other) => {
+                    return Err(ShardError::Invalid(
+                        ErrorCode::InvalidPayload,
+                        format!(
+                            "points[{i}].payload must be a JSON object, got {}",
+                            json_kind(&other)
+                        ),
+                    ))
+                }
+            };
+            if seen.insert(p.id) {
+                wal_points.push(WalPoint { id: p.id.into(), vector: p.vector, payload });
+            }
+        }
+        wal_points.reverse();
+        let n = wal_points.len() as u64;
+        self.write(WalOp::Upsert { points: wal_points }, n)
+    }
+
+    pub fn delete(&self, selector: PointSelector) -> Result<WriteResult> {
+        self.write_resolved(&selector.ids, &selector.filter, |ids| WalOp::Delete { ids })
+    }
+
+    pub fn set_payload(
+        &self,
+        payload: Payload,
+        ids: Option<Vec<PointId>>,
+        filter: Option<Filter>,
+        mode: PayloadMode,
+    ) -> Result<WriteResult> {
+        let payload = serde_json::Value::Object(payload).to_string();
+        self.write_resolved(&ids, &filter, |ids| WalOp::SetPayload { ids, payload, mode })
+    }
+
+    pub fn delete_payload_keys(
+        &self,
+        keys: Vec<String>,
+        ids: Option<Vec<PointId>>,
+        filter: Option<Filter>,
+    ) -> Result<WriteResult> {
+        if keys.is_empty() {
+            return Err(ShardError::invalid("keys must not be empty"));
+        }
+        if let Some(bad) = keys.iter().find(|k| k.is_empty() || k.split('.').any(str::is_empty)) {
+            return Err(ShardError::invalid(format!("invalid payload key {bad:?}")));
+        }
+        self.write_resolved(&ids, &filter, |ids| WalOp::DeletePayloadKeys { ids, keys })
+    }
+
+    pub fn create_payload_index(&self, field: String, kind: PayloadIndexKind) -> Result<()> {
+        if field.is_empty() || field.split('.').any(str::is_empty) {
+            return Err(ShardError::invalid(format!("invalid payload field {field:?}")));
+        }
+        self.write(WalOp::CreateIndex { field, kind: kind.into() }, 0).map(|_| ())
+    }
+
+    pub fn drop_payload_index(&self, field: &str) -> Result<()> {
+        if !self.data.read().indexes.fields().contains_key(field) {
+            return Err(ShardError::NotFound(format!("no payload index on {field:?}")));
+        }
+        self.write(WalOp::DropIndex { field: field.to_string() }, 0).map(|_| ())
+    }
+
+    /// Resolves `ids` or `filter` (exactly one) to the ids present now, under the writer lock
+    /// so nothing changes between resolving and logging.
+    fn write_resolved(
+        &self,
+        ids: &Option<Vec<PointId>>,
+        filter: &Option<Filter>,
+        make: impl FnOnce(Vec<StoredId>) -> WalOp,
+    ) -> Result<WriteResult> {
+        let filter = match (ids, filter) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(ShardError::invalid("give exactly one of ids and filter"))
+            }
+            (None, Some(f)) => Some(crate::read::checked_filter(f)?),
+            (Some(_), None) => None,
+        };
+        let mut writer = self.writer.lock();
+        let resolved: Vec<StoredId> = {
+            let data = self.data.read();
+            match (ids, filter) {
+                (Some(ids), _) => {
+                    let mut seen = HashSet::new();
+                    ids.iter()
+                        .filter(|id| data.store.key_of(id).is_some() && seen.insert(**id))
+                        .map(|&id| id.into())
+                        .collect()
+                }
+                (None, Some(f)) => crate::read::matching_keys(&data, f)
+                    .into_iter()
+                    .filter_map(|k| data.store.get(k).map(|e| e.id.into()))
+                    .collect(),
+                (None, None) => unreachable!("checked above"),
+            }
+        };
+        if resolved.is_empty() {
+            return Ok(WriteResult { lsn: self.last_lsn(), affected: 0 });
+        }
+        let n = resolved.len() as u64;
+        self.log_and_apply(&mut writer, make(resolved), n)
+    }
+
+    fn write(&self, op: WalOp, affected: u64) -> Result<WriteResult> {
+        let mut writer = self.writer.lock();
+        self.log_and_apply(&mut writer, op, affected)
+    }
+
+    fn log_and_apply(&self, writer: &mut Writer, op: WalOp, affected: u64) -> Result<WriteResult> {
+        if let WalOp::Upsert { points } = &op {
+            self.index.reserve_for(points.len())?;
+        }
+        let bytes = op.encode();
+        let started = Instant::now();
+        let lsn = writer.wal.append(self.config.epoch, &bytes)?;
+        if matches!(self.env.wal.fsync, vdb_wal::FsyncPolicy::Always) {
+            self.env.metrics.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        self.env.metrics.wal_appends.with_label_values(&[&self.name]).inc();
+        self.env
+            .metrics
+            .wal_append_bytes
+            .with_label_values(&[&self.name])
+            .inc_by(bytes.len() as u64);
+        writer.records_since_snapshot += 1;
+        self.apply(&op).inspect_err(|e| {
+            // The op is logged but not fully applied: the next restart replays it. Until then
+            // reads may miss part of it; say so loudly.
+            tracing::error!(shard = %self.name, lsn, error = %e, "applying a logged write failed");
+        })?;
+        self.last_lsn.store(lsn, Ordering::SeqCst);
+        self.refresh_gauges();
+        Ok(WriteResult { lsn, affected })
+    }
+
+    /// Applies a logged op to the index and the store. Used live and in recovery.
+    pub(crate) fn apply(&self, op: &WalOp) -> Result<()> {
+        match op {
+            WalOp::Upsert { points } => self.apply_upsert(points),
+            WalOp::Delete { ids } => {
+                let removed: Vec<u64> = {
+                    let mut data = self.data.write();
+                    let ShardData { store, indexes } = &mut *data;
+                    ids.iter()
+                        .filter_map(|&id| store.remove(&PointId::from(id)))
+                        .map(|(key, entry)| {
+                            indexes.remove(key, &entry.payload);
+                            key
+                        })
+                        .collect()
+                };
+                for key in removed {
+                    self.index.remove(key)?;
+                }
+                Ok(())
+            }
+            WalOp::SetPayload { ids, payload, mode } => {
+                let patch = parse_payload(payload)?;
+                self.update_payloads(ids, |p| match mode {
+                    PayloadMode::Overwrite => *p = patch.clone(),
+                    PayloadMode::Merge => {
+                        for (k, v) in &patch {
+                            p.insert(k.clone(), v.clone());
+                        }
+                    }
+                });
+                Ok(())
+            }
+            WalOp::DeletePayloadKeys { ids, keys } => {
+                self.update_payloads(ids, |p| {
+                    for key in keys {
+                        remove_path(p, key);
+                    }
+                });
+                Ok(())
+            }
+            WalOp::CreateIndex { field, kind } => {
+                let mut data = self.data.write();
+                let ShardData { store, indexes } = &mut *data;
+                indexes.create(field, (*kind).into(), store.iter().map(|(k, e)| (k, &e.payload)));
+                Ok(())
+            }
+            WalOp::DropIndex { field } => {
+                self.data.write().indexes.drop(field);
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_upsert(&self, points: &[WalPoint]) -> Result<()> {
+        let payloads =
+            points.iter().map(|p| parse_payload(&p.payload)).collect::<Result<Vec<_>>>()?;
+        let base = self.data.read().store.next_key;
+        self.index.reserve_for(points.len())?;
+        self.env.insert_pool.install(|| {
+            points
+                .par_iter()
+                .enumerate()
+                .try_for_each(|(i, p)| self.index.add(base + i as u64, &p.vector))
+        })?;
+        let replaced: Vec<u64> = {
+            let mut data = self.data.write();
+            let ShardData { store, indexes } = &mut *data;
+            store.next_key = base + points.len() as u64;
+            points
+                .iter()
+                .zip(payloads)
+                .enumerate()
+                .filter_map(|(i, (p, payload))| {
+                    let key = base + i as u64;
+                    indexes.insert(key, &payload);
+                    let old = store.insert(key, Entry { id: p.id.into(), payload });
+                    old.map(|(old_key, old_entry)| {
+                        indexes.remove(old_key, &old_entry.payload);
+                        old_key
+                    })
+                })
+                .collect()
+        };
+        for key in replaced {
+            self.index.remove(key)?;
+        }
+        Ok(())
+    }
+
+    fn update_payloads(&self, ids: &[StoredId], mut change: impl FnMut(&mut Payload)) {
+        let mut data = self.data.write();
+        let ShardData { store, indexes } = &mut *data;
+        for &id in ids {
+            let Some(key) = store.key_of(&PointId::from(id)) else { continue };
+            let Some(entry) = store.get(key) else { continue };
+            let mut payload = entry.payload.clone();
+            indexes.remove(key, &entry.payload);
+            change(&mut payload);
+            indexes.insert(key, &payload);
+            store.set_payload(key, payload);
+        }
+    }
+
+    // ---- durability --------------------------------------------------------------------
+
+    /// Fsyncs the WAL if it has unsynced records (interval policy and shutdown).
+    pub fn sync_wal(&self) -> Result<()> {
+        let mut writer = self.writer.lock();
+        if writer.wal.is_dirty() {
+            let started = Instant::now();
+            writer.wal.sync()?;
+            self.env.metrics.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// True when enough records were logged since the last snapshot to take another.
+    pub fn wants_snapshot(&self, every: u64) -> bool {
+        every > 0
+            && !self.snapshotting.load(Ordering::SeqCst)
+            && self.writer.lock().records_since_snapshot >= every
+    }
+
+    /// Takes a snapshot and truncates the WAL behind it. Writers wait only while the index
+    /// is copied into memory; searches go on throughout.
+    pub fn snapshot(&self) -> Result<vdb_api::SnapshotInfo> {
+        if self.snapshotting.swap(true, Ordering::SeqCst) {
+            return Err(ShardError::Unavailable(format!(
+                "a snapshot of {} is already being taken",
+                self.name
+            )));
+        }
+        let result = self.snapshot_inner();
+        self.snapshotting.store(false, Ordering::SeqCst);
+        result
+    }
+
+    fn snapshot_inner(&self) -> Result<vdb_api::SnapshotInfo> {
+        let started = Instant::now();
+        let (lsn, index_bytes, image) = {
+            let mut writer = self.writer.lock();
+            // The WAL must be durable up to the LSN the snapshot claims before the log
+            // behind it may go.
+            writer.wal.sync()?;
+            let lsn = self.last_lsn();
+            let index_bytes = self.index.save_to_vec()?;
+            let data = self.data.read();
+            let image = PointsImage {
+                next_key: data.store.next_key,
+                points: data
+                    .store
+                    .iter()
+                    .map(|(k, e)| {
+                        (k, e.id.into(), serde_json::Value::Object(e.payload.clone()).to_string())
+                    })
+                    .collect(),
+                indexes: data.indexes.fields().into_iter().map(|(f, k)| (f, k.into())).collect(),
+            };
+            writer.records_since_snapshot = 0;
+            (lsn, index_bytes, image)
+        };
+        let size = snapshot::write(&self.dir.join("snapshots"), lsn, &index_bytes, &image)?;
+        self.snapshot_lsn.store(lsn, Ordering::SeqCst);
+        self.writer.lock().wal.truncate_through(lsn)?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.env.metrics.snapshot_seconds.observe(seconds);
+        self.env.metrics.snapshot_size_bytes.with_label_values(&[&self.name]).set(size as i64);
+        tracing::info!(shard = %self.name, lsn, size, seconds, "snapshot taken");
+        Ok(vdb_api::SnapshotInfo { lsn, size_bytes: size, duration_seconds: seconds })
+    }
+
+    pub fn refresh_gauges(&self) {
+        let m = &self.env.metrics;
+        let (points, payload_bytes) = {
+            let data = self.data.read();
+            (data.store.len() as i64, data.store.payload_bytes() as i64)
+        };
+        m.points.with_label_values(&[&self.name]).set(points);
+        m.payload_bytes.with_label_values(&[&self.name]).set(payload_bytes);
+        m.index_memory_bytes.with_label_values(&[&self.name]).set(self.index.memory_bytes() as i64);
+        m.last_lsn.with_label_values(&[&self.name]).set(self.last_lsn() as i64);
+    }
+
+    /// Rejects vectors of the wrong length, with NaN/infinity, or (cosine) of zero length.
+    pub(crate) fn check_vector(&self, v: &[f32]) -> Result<()> {
+        if v.len() != self.config.dimension {
+            return Err(ShardError::Invalid(
+                ErrorCode::DimensionMismatch,
+                format!(
+                    "vector has {} dimensions, shard expects {}",
+                    v.len(),
+                    self.config.dimension
+                ),
+            ));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(ShardError::Invalid(
+                ErrorCode::InvalidVector,
+                format!("vector element {i} is not a finite number"),
+            ));
+        }
+        if self.config.metric == Metric::Cosine && v.iter().all(|&x| x == 0.0) {
+            return Err(ShardError::Invalid(
+                ErrorCode::InvalidVector,
+                "a zero vector has no direction for cosine similarity".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a shard config before anything is created.
+pub fn validate_config(c: &ShardConfig) -> Result<()> {
+    crate::node::check_name("collection", &c.collection)?;
+    if !(1..=65536).contains(&c.dimension) {
+        return Err(ShardError::invalid(format!(
+            "dimension must be 1..=65536, got {}",
+            c.dimension
+        )));
+    }
+    let h = &c.hnsw;
+    if !(2..=512).contains(&h.m) {
+        return Err(ShardError::invalid(format!("hnsw.m must be 2..=512, got {}", h.m)));
+    }
+    if !(1..=4096).contains(&h.ef_construction) || !(1..=4096).contains(&h.ef_search) {
+        return Err(ShardError::invalid(
+            "hnsw.ef_construction and hnsw.ef_search must be 1..=4096",
+        ));
+    }
+    Ok(())
+}
+
+fn write_config(dir: &Path, config: &ShardConfig) -> Result<()> {
+    let tmp = dir.join("config.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(config).expect("config serialises"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join("config.json"))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn data_from_image(image: PointsImage) -> Result<ShardData> {
+    let mut data = ShardData::default();
+    data.store.next_key = image.next_key;
+    for (key, id, payload) in image.points {
+        data.store.insert(key, Entry { id: id.into(), payload: parse_payload(&payload)? });
+    }
+    for (field, kind) in image.indexes {
+        let ShardData { store, indexes } = &mut data;
+        indexes.create(&field, kind.into(), store.iter().map(|(k, e)| (k, &e.payload)));
+    }
+    Ok(data)
+}
+
+fn parse_payload(text: &str) -> Result<Payload> {
+    serde_json::from_str(text).map_err(|e| ShardError::Corrupt(format!("stored payload: {e}")))
+}
+
+/// Removes a dotted path from a payload (missing paths are fine).
+fn remove_path(payload: &mut Payload, path: &str) {
+    match path.split_once('.') {
+        None => {
+            payload.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(serde_json::Value::Object(inner)) = payload.get_mut(head) {
+                remove_path(inner, rest);
+            }
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn prefix(e: ShardError, at: &str) -> ShardError {
+    match e {
+        ShardError::Invalid(code, m) => ShardError::Invalid(code, format!("{at}: {m}")),
+        other => other,
+    }
+}
