@@ -271,12 +271,12 @@ impl Node {
 
     /// Called after each acknowledged write: starts a background snapshot when due.
     pub fn after_write(&self, shard: &Arc<LocalShard>) {
-        if shard.wants_snapshot(self.config.snapshot_every) {
+        if shard.claim_due_snapshot(self.config.snapshot_every) {
             let shard = shard.clone();
             std::thread::Builder::new()
                 .name("vdb-snapshot".into())
                 .spawn(move || {
-                    if let Err(e) = shard.snapshot() {
+                    if let Err(e) = shard.run_claimed_snapshot() {
                         tracing::error!(shard = %shard.name, error = %e, "background snapshot failed");
                     }
                 })

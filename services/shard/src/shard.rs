@@ -461,15 +461,18 @@ impl LocalShard {
         Ok(())
     }
 
-    /// True when enough records were logged since the last snapshot to take another.
-    pub fn wants_snapshot(&self, every: u64) -> bool {
+    /// Claims the right to take a background snapshot when enough records were logged since
+    /// the last one; the caller must then call [`LocalShard::run_claimed_snapshot`].
+    pub fn claim_due_snapshot(&self, every: u64) -> bool {
         every > 0
-            && !self.snapshotting.load(Ordering::SeqCst)
             && self.writer.lock().records_since_snapshot >= every
+            && self
+                .snapshotting
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
     }
 
-    /// Takes a snapshot and truncates the WAL behind it. Writers wait only while the index
-    /// is copied into memory; searches go on throughout.
+    /// Takes a snapshot now (on request), unless one is already being taken.
     pub fn snapshot(&self) -> Result<vdb_api::SnapshotInfo> {
         if self.snapshotting.swap(true, Ordering::SeqCst) {
             return Err(ShardError::Unavailable(format!(
@@ -477,6 +480,12 @@ impl LocalShard {
                 self.name
             )));
         }
+        self.run_claimed_snapshot()
+    }
+
+    /// Takes a snapshot and truncates the WAL behind it, then releases the claim. Writers wait
+    /// only while the index is copied into memory; searches go on throughout.
+    pub fn run_claimed_snapshot(&self) -> Result<vdb_api::SnapshotInfo> {
         let result = self.snapshot_inner();
         self.snapshotting.store(false, Ordering::SeqCst);
         result
