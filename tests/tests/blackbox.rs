@@ -462,3 +462,106 @@ fn bad_input_gets_json_errors_and_changes_nothing() {
     assert_eq!(after["points"], 1);
     println!("bad-input cases checked: {}", cases.len() + 3);
 }
+
+#[test]
+fn quantised_storage_and_dot_metric_answer_searches() {
+    let node = ShardProcess::start(&[]).unwrap();
+    let http = node.http();
+    for (name, metric, scalar) in
+        [("f16", "cosine", "f16"), ("i8", "cosine", "i8"), ("dot", "dot", "f32")]
+    {
+        create(
+            &http,
+            name,
+            json!({"collection": "q", "dimension": 4, "metric": metric, "scalar": scalar}),
+        );
+        let r = http.put(&format!("/v1/shards/{name}/points"), &points(30)).unwrap();
+        assert_eq!(r.0, 200, "{r:?}");
+        let q = json!({"vector": [4.0, 0.0, 0.5, -3.0], "k": 5});
+        let approx = http.post(&format!("/v1/shards/{name}/search"), &q).unwrap().1;
+        let mut exact_q = q.clone();
+        exact_q["exact"] = json!(true);
+        let exact = http.post(&format!("/v1/shards/{name}/search"), &exact_q).unwrap().1;
+        assert_eq!(
+            approx["points"][0]["id"], exact["points"][0]["id"],
+            "{name}: {approx} vs {exact}"
+        );
+        let scores: Vec<f64> = exact["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["score"].as_f64().unwrap())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{name}: higher is better");
+    }
+}
+
+#[test]
+fn overload_answers_429_not_a_hang() {
+    let node = ShardProcess::start(&["--max-concurrency", "1", "--max-queue", "1"]).unwrap();
+    let http = node.http();
+    create(&http, "o", json!({"collection": "o", "dimension": 64, "metric": "l2"}));
+    let pts: Vec<Value> = (0..4000u64)
+        .map(|i| json!({"id": i, "vector": (0..64).map(|d| ((i * 7 + d) % 101) as f32).collect::<Vec<_>>()}))
+        .collect();
+    for chunk in pts.chunks(1000) {
+        assert_eq!(http.put("/v1/shards/o/points", &json!({"points": chunk})).unwrap().0, 200);
+    }
+    let q = json!({"vector": vec![1.0; 64], "k": 10, "exact": true});
+    let replies: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..32).map(|_| s.spawn(|| http.post("/v1/shards/o/search", &q).unwrap())).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h.join().unwrap();
+                if r.0 == 429 {
+                    assert_error(&r, 429, "overloaded");
+                }
+                r.0
+            })
+            .collect()
+    });
+    let rejected = replies.iter().filter(|&&s| s == 429).count();
+    let ok = replies.iter().filter(|&&s| s == 200).count();
+    println!("overload: {ok} answered, {rejected} refused with 429");
+    assert_eq!(ok + rejected, replies.len());
+    assert!(rejected > 0 && ok > 0);
+    assert!(http.metrics().unwrap().contains("vdb_shard_rejected_requests_total"));
+}
+
+#[test]
+fn corruption_in_the_middle_of_the_wal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = ShardProcess::start_on(dir.path(), &["--snapshot-every", "0"]).unwrap();
+    let http = node.http();
+    create(&http, "c", json!({"collection": "c", "dimension": 4, "metric": "l2"}));
+    create(&http, "ok", json!({"collection": "c", "dimension": 4, "metric": "l2"}));
+    for _ in 0..5 {
+        assert_eq!(http.put("/v1/shards/c/points", &points(20)).unwrap().0, 200);
+    }
+    http.put("/v1/shards/ok/points", &points(5)).unwrap();
+    assert_eq!(node.terminate().unwrap(), Some(0));
+    let wal_dir = dir.path().join("shards/c/wal");
+    let seg = std::fs::read_dir(&wal_dir).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    node.restart().unwrap();
+    let http = node.http();
+    let r = http.post("/v1/shards/c/points/count", &json!({})).unwrap();
+    assert_error(&r, 503, "unavailable");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("could not be recovered"));
+    let status = http.get("/v1/status").unwrap().1;
+    let states: Vec<(Value, Value)> = status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].clone(), s["state"].clone()))
+        .collect();
+    assert!(states.contains(&(json!("c"), json!("failed"))), "{status}");
+    assert!(states.contains(&(json!("ok"), json!("active"))), "{status}");
+    assert_eq!(http.post("/v1/shards/ok/points/count", &json!({})).unwrap().1["count"], 5);
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "a refused log is left as it was");
+}
