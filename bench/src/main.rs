@@ -1,1 +1,238 @@
-fn main() {}
+//! `vdb-bench`: measures VDB's shard over HTTP side by side with raw in-process USearch on the
+//! `debian-minilm` dataset, with the same index parameters, threads and cores (see
+//! `bench/README.md` for what is measured and the fairness rules).
+
+mod data;
+mod http;
+mod raw;
+mod report;
+
+use anyhow::{ensure, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use data::Dataset;
+use raw::Hnsw;
+use report::{Params, RawResults, Report, VdbResults};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(name = "vdb-bench", version, about = "VDB benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One shard over HTTP vs raw USearch in-process: build/ingest rate, then QPS, latency and
+    /// recall@10 per ef, plain and filtered by section.
+    Shard(ShardArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Side {
+    Both,
+    Raw,
+    Vdb,
+}
+
+#[derive(clap::Args)]
+struct ShardArgs {
+    /// Directory holding debian-minilm/ (relative paths resolve from the current directory).
+    #[arg(long, env = "VDB_DATA_DIR", default_value = "../shared/data")]
+    data_dir: PathBuf,
+    /// Threads for raw USearch (build and search) and the load generator's runtime.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Search candidate list sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    ef: Vec<usize>,
+    /// Seconds of timed searching per ef and query kind (default 5, 1 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// The shard binary to start.
+    #[arg(long, default_value = "target/release/vdb-shard")]
+    shard_bin: PathBuf,
+    /// Use the shard node at this URL instead of starting one (its `bench` shard is replaced).
+    #[arg(long)]
+    url: Option<String>,
+    /// WAL fsync policy for the started node: always, never or <N>ms.
+    #[arg(long, default_value = "always")]
+    fsync: String,
+    /// Points per upsert request.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Upsert requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    ingest_concurrency: usize,
+    /// Concurrent keep-alive connections searching.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    out: PathBuf,
+    /// A previous results file to print next to this run's numbers.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Smoke run: the first 10,000 documents, 200 queries, 1 s per ef.
+    #[arg(long)]
+    quick: bool,
+    /// Measure only one side.
+    #[arg(long, value_enum, default_value_t = Side::Both)]
+    only: Side,
+}
+
+/// Index parameters shared by both sides.
+const HNSW: Hnsw = Hnsw { m: 16, ef_construction: 128, ef_search: 64 };
+const QUICK_DOCS: usize = 10_000;
+const QUICK_QUERIES: usize = 200;
+
+fn main() -> Result<()> {
+    let Command::Shard(args) = Cli::parse().command;
+    shard(args)
+}
+
+fn shard(args: ShardArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or(cores);
+    ensure!(threads > 0 && args.connections > 0 && args.batch > 0, "counts must be positive");
+    ensure!(args.ingest_concurrency > 0 && !args.ef.is_empty(), "counts must be positive");
+    let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+    let duration = Duration::from_secs_f64(seconds);
+    let (docs, queries) =
+        if args.quick { (Some(QUICK_DOCS), Some(QUICK_QUERIES)) } else { (None, None) };
+
+    let machine = report::machine();
+    let old = args.compare.as_deref().map(Report::read).transpose()?;
+    eprintln!("loading {}", args.data_dir.join(data::DATASET).display());
+    let data = Dataset::load(&args.data_dir, docs, queries)?;
+
+    // Start the node first so a missing binary fails before minutes of raw measurements.
+    let node = match (&args.url, args.only) {
+        (_, Side::Raw) => None,
+        (Some(url), _) => Some(http::Node::external(url)),
+        (None, _) => Some(http::Node::spawn(&args.shard_bin, &args.fsync)?),
+    };
+
+    // Loads one after the other, each side alone on the machine.
+    let raw_index = match args.only {
+        Side::Vdb => None,
+        _ => {
+            eprintln!("raw usearch: building {} vectors with {threads} threads", data.len());
+            Some(raw::build(&data, HNSW, threads)?)
+        }
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let vdb_failed = |node: &http::Node, e: anyhow::Error| {
+        e.context(format!("VDB side failed{}", node.log_tail()))
+    };
+    let vdb = match &node {
+        Some(node) => {
+            let setup = http::Setup {
+                hnsw: HNSW,
+                efs: &args.ef,
+                batch: args.batch,
+                ingest_concurrency: args.ingest_concurrency,
+                connections: args.connections,
+            };
+            Some(
+                runtime
+                    .block_on(http::Vdb::load(node, &data, setup))
+                    .map_err(|e| vdb_failed(node, e))?,
+            )
+        }
+        None => None,
+    };
+
+    // Searches alternate between the sides at every ef and query kind, so drift in whatever
+    // else the machine is doing hits both alike.
+    let (mut raw_runs, mut vdb_runs) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for &ef in &args.ef {
+        for (kind, filtered) in [false, true].into_iter().enumerate() {
+            let label = if filtered { "filtered" } else { "plain" };
+            if let Some((index, _)) = &raw_index {
+                eprintln!("raw usearch: {label} ef={ef}");
+                raw_runs[kind].push(raw::search(index, &data, ef, filtered, threads, duration)?);
+            }
+            if let (Some(vdb), Some(node)) = (&vdb, &node) {
+                eprintln!("vdb: {label} ef={ef}");
+                let run = runtime.block_on(vdb.search(&data, ef, filtered, duration));
+                vdb_runs[kind].push(run.map_err(|e| vdb_failed(node, e))?);
+            }
+        }
+    }
+    let [raw_plain, raw_filtered] = raw_runs;
+    let raw = raw_index.map(|(index, build)| RawResults {
+        simd: index.hardware_acceleration(),
+        build,
+        search: raw_plain,
+        filtered: raw_filtered,
+    });
+    let [vdb_plain, vdb_filtered] = vdb_runs;
+    let vdb = vdb.map(|v| VdbResults {
+        url: v.url.clone(),
+        spawned: args.url.is_none(),
+        ingest: v.ingest.clone(),
+        search: vdb_plain,
+        filtered: vdb_filtered,
+    });
+    drop(node);
+
+    let mut report = Report {
+        tool: "vdb-bench shard".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        git_commit: report::git_commit(),
+        machine,
+        params: Params {
+            dataset: data.dir.display().to_string(),
+            docs: data.len(),
+            queries: data.num_queries(),
+            dimension: data.dim,
+            metric: "cosine".to_string(),
+            scalar: "f32".to_string(),
+            m: HNSW.m,
+            ef_construction: HNSW.ef_construction,
+            efs: args.ef.clone(),
+            k: data::K,
+            threads,
+            seconds_per_ef: seconds,
+            batch: args.batch,
+            ingest_concurrency: args.ingest_concurrency,
+            connections: args.connections,
+            fsync: if args.url.is_some() {
+                "as configured".to_string()
+            } else {
+                args.fsync.clone()
+            },
+            quick: args.quick,
+        },
+        raw,
+        vdb,
+        ratios: Default::default(),
+    };
+    report.compute_ratios();
+    println!("{}", report.table());
+    if let (Some(old), Some(path)) = (&old, &args.compare) {
+        println!("{}", report.compare(old, &path.display().to_string()));
+    }
+    report.write(&args.out)?;
+    eprintln!("results written to {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["vdb-bench", "shard", "--quick", "--ef", "8,16"]).unwrap();
+        let Command::Shard(args) = cli.command;
+        assert!(args.quick);
+        assert_eq!(args.ef, vec![8, 16]);
+    }
+}

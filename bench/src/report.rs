@@ -1,0 +1,432 @@
+//! Results: latency summaries, the human table, the JSON document and the comparison with a
+//! previous run.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// Per-request latencies of one timed loop, in nanoseconds.
+pub struct LatencyLog(Vec<u64>);
+
+impl LatencyLog {
+    /// Sized for a generous rate so recording never reallocates inside the timed loop.
+    pub fn with_capacity(duration: Duration) -> Self {
+        LatencyLog(Vec::with_capacity((duration.as_secs_f64() * 20_000.0) as usize + 1024))
+    }
+
+    pub fn record(&mut self, latency: Duration) {
+        self.0.push(latency.as_nanos() as u64);
+    }
+
+    pub fn merge(logs: Vec<LatencyLog>) -> LatencyLog {
+        LatencyLog(logs.into_iter().flat_map(|l| l.0).collect())
+    }
+}
+
+/// Throughput of a bulk load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rate {
+    pub vectors: usize,
+    pub seconds: f64,
+    pub vectors_per_second: f64,
+}
+
+impl Rate {
+    pub fn new(vectors: usize, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Rate { vectors, seconds, vectors_per_second: vectors as f64 / seconds.max(1e-9) }
+    }
+}
+
+/// One timed search loop at one `ef`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SearchRun {
+    pub ef: usize,
+    pub recall_at_10: f64,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Searches completed in the timed loop.
+    pub completed: u64,
+    /// Requests that failed in the timed loop (not counted in `qps`).
+    pub errors: u64,
+    /// VDB only: how many recall-pass answers reported each plan.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, u64>,
+}
+
+impl SearchRun {
+    pub fn new(ef: usize, recall: f64, log: LatencyLog, elapsed: Duration, errors: u64) -> Self {
+        let mut ns = log.0;
+        ns.sort_unstable();
+        let pct = |p: usize| {
+            ns.get((ns.len() * p / 100).min(ns.len().saturating_sub(1)))
+                .map_or(0.0, |&v| v as f64 / 1e6)
+        };
+        SearchRun {
+            ef,
+            recall_at_10: recall,
+            qps: ns.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_ms: pct(50),
+            p99_ms: pct(99),
+            completed: ns.len() as u64,
+            errors,
+            plans: BTreeMap::new(),
+        }
+    }
+
+    /// The plans as `name` or `name:count,...` when they were mixed.
+    fn plan_label(&self) -> String {
+        match self.plans.len() {
+            0 => String::new(),
+            1 => self.plans.keys().next().cloned().unwrap_or_default(),
+            _ => self.plans.iter().map(|(p, n)| format!("{p}:{n}")).collect::<Vec<_>>().join(","),
+        }
+    }
+}
+
+/// USearch in-process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RawResults {
+    /// The SIMD kernels USearch picked (e.g. "haswell"), to explain differences between machines.
+    pub simd: String,
+    pub build: Rate,
+    pub search: Vec<SearchRun>,
+    pub filtered: Vec<SearchRun>,
+}
+
+/// VDB's shard over HTTP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VdbResults {
+    pub url: String,
+    /// True when the tool started the shard itself (else `--url`).
+    pub spawned: bool,
+    pub ingest: Rate,
+    pub search: Vec<SearchRun>,
+    pub filtered: Vec<SearchRun>,
+}
+
+/// VDB divided by raw USearch (1.0 = as fast as the library alone).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    pub ingest: Option<f64>,
+    /// `ef` → QPS ratio.
+    pub search_qps: BTreeMap<usize, f64>,
+    pub filtered_qps: BTreeMap<usize, f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub os: String,
+    /// 1, 5 and 15 minute load averages when the run started: other work on the machine
+    /// skews every number, so a busy start is worth knowing about.
+    pub load_average: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub dataset: String,
+    pub docs: usize,
+    pub queries: usize,
+    pub dimension: usize,
+    pub metric: String,
+    pub scalar: String,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub efs: Vec<usize>,
+    pub k: usize,
+    pub threads: usize,
+    pub seconds_per_ef: f64,
+    pub batch: usize,
+    pub ingest_concurrency: usize,
+    pub connections: usize,
+    pub fsync: String,
+    pub quick: bool,
+}
+
+/// The JSON document `--out` receives and `--compare` reads back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub tool: String,
+    pub version: String,
+    pub created_unix: u64,
+    pub git_commit: String,
+    pub machine: Machine,
+    pub params: Params,
+    pub raw: Option<RawResults>,
+    pub vdb: Option<VdbResults>,
+    pub ratios: Ratios,
+}
+
+impl Report {
+    pub fn compute_ratios(&mut self) {
+        let (Some(raw), Some(vdb)) = (&self.raw, &self.vdb) else { return };
+        let per_ef = |vdb: &[SearchRun], raw: &[SearchRun]| {
+            vdb.iter()
+                .filter_map(|v| {
+                    let r = raw.iter().find(|r| r.ef == v.ef)?;
+                    Some((v.ef, v.qps / r.qps.max(1e-9)))
+                })
+                .collect()
+        };
+        self.ratios = Ratios {
+            ingest: Some(vdb.ingest.vectors_per_second / raw.build.vectors_per_second.max(1e-9)),
+            search_qps: per_ef(&vdb.search, &raw.search),
+            filtered_qps: per_ef(&vdb.filtered, &raw.filtered),
+        };
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Every row of the table: (query kind, side, run).
+    fn rows(&self) -> Vec<(&'static str, &'static str, &SearchRun)> {
+        let mut rows = Vec::new();
+        let raw = self.raw.as_ref();
+        let vdb = self.vdb.as_ref();
+        for (kind, raw_runs, vdb_runs) in [
+            ("plain", raw.map(|r| &r.search), vdb.map(|v| &v.search)),
+            ("filtered", raw.map(|r| &r.filtered), vdb.map(|v| &v.filtered)),
+        ] {
+            for ef in &self.params.efs {
+                for (side, runs) in [("raw", raw_runs), ("vdb", vdb_runs)] {
+                    if let Some(run) = runs.and_then(|rs| rs.iter().find(|r| r.ef == *ef)) {
+                        rows.push((kind, side, run));
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    /// The human table: bulk load rates, then one row per side, query kind and ef.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let p = &self.params;
+        let _ = writeln!(
+            out,
+            "debian-minilm: {} docs x {} dims, {} queries, M={} ef_construction={}, {} threads, \
+             {} connections, {} s per ef, fsync {}",
+            p.docs,
+            p.dimension,
+            p.queries,
+            p.m,
+            p.ef_construction,
+            p.threads,
+            p.connections,
+            p.seconds_per_ef,
+            p.fsync
+        );
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "{} cores ({}), load average at start {:?}, commit {}",
+            m.cores, m.cpu_model, m.load_average, self.git_commit
+        );
+        let _ =
+            writeln!(out, "\n{:<8} {:>14} {:>10} {:>8}", "load", "vectors/s", "seconds", "ratio");
+        if let Some(raw) = &self.raw {
+            let _ = writeln!(
+                out,
+                "{:<8} {:>14.0} {:>10.2} {:>8}",
+                "raw", raw.build.vectors_per_second, raw.build.seconds, ""
+            );
+        }
+        if let Some(vdb) = &self.vdb {
+            let ratio = self.ratios.ingest.map(|r| format!("{r:.2}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<8} {:>14.0} {:>10.2} {:>8}",
+                "vdb", vdb.ingest.vectors_per_second, vdb.ingest.seconds, ratio
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<9} {:<5} {:>5} {:>10} {:>10} {:>8} {:>8} {:>7}  plan",
+            "query", "side", "ef", "recall@10", "QPS", "p50 ms", "p99 ms", "ratio"
+        );
+        for (kind, side, run) in self.rows() {
+            let ratios =
+                if kind == "plain" { &self.ratios.search_qps } else { &self.ratios.filtered_qps };
+            let ratio = match side {
+                "vdb" => ratios.get(&run.ef).map(|r| format!("{r:.2}")).unwrap_or_default(),
+                _ => String::new(),
+            };
+            let errors =
+                if run.errors > 0 { format!(" ({} errors)", run.errors) } else { String::new() };
+            let _ = writeln!(
+                out,
+                "{:<9} {:<5} {:>5} {:>10.4} {:>10.0} {:>8.3} {:>8.3} {:>7}  {}{}",
+                kind,
+                side,
+                run.ef,
+                run.recall_at_10,
+                run.qps,
+                run.p50_ms,
+                run.p99_ms,
+                ratio,
+                run.plan_label(),
+                errors
+            );
+        }
+        out
+    }
+
+    /// This run next to `old`: QPS and p99 with their change in percent, recall side by side.
+    pub fn compare(&self, old: &Report, old_name: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "compared with {old_name} (commit {}, {} docs, {} s per ef):",
+            old.git_commit, old.params.docs, old.params.seconds_per_ef
+        );
+        if old.params.docs != self.params.docs || old.params.queries != self.params.queries {
+            let _ =
+                writeln!(out, "  note: different dataset sizes; the numbers are not comparable");
+        }
+        let delta = |new: f64, old: f64| {
+            if old > 0.0 {
+                format!("{:+.1}%", (new / old - 1.0) * 100.0)
+            } else {
+                "n/a".to_string()
+            }
+        };
+        let _ =
+            writeln!(out, "\n{:<8} {:>14} {:>14} {:>8}", "load", "old vec/s", "new vec/s", "delta");
+        let loads = [
+            ("raw", old.raw.as_ref().map(|r| &r.build), self.raw.as_ref().map(|r| &r.build)),
+            ("vdb", old.vdb.as_ref().map(|v| &v.ingest), self.vdb.as_ref().map(|v| &v.ingest)),
+        ];
+        for (side, old_rate, new_rate) in loads {
+            if let (Some(o), Some(n)) = (old_rate, new_rate) {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:>14.0} {:>14.0} {:>8}",
+                    side,
+                    o.vectors_per_second,
+                    n.vectors_per_second,
+                    delta(n.vectors_per_second, o.vectors_per_second)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<9} {:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+            "query",
+            "side",
+            "ef",
+            "old rec",
+            "new rec",
+            "old QPS",
+            "new QPS",
+            "delta",
+            "old p99",
+            "new p99"
+        );
+        let old_rows = old.rows();
+        for (kind, side, run) in self.rows() {
+            let Some((_, _, o)) =
+                old_rows.iter().find(|(k, s, r)| *k == kind && *s == side && r.ef == run.ef)
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "{:<9} {:<5} {:>5} {:>10.4} {:>10.4} {:>10.0} {:>10.0} {:>8} {:>8.3} {:>8.3}",
+                kind,
+                side,
+                run.ef,
+                o.recall_at_10,
+                run.recall_at_10,
+                o.qps,
+                run.qps,
+                delta(run.qps, o.qps),
+                o.p99_ms,
+                run.p99_ms
+            );
+        }
+        out
+    }
+}
+
+/// Cores, CPU model and memory as Linux reports them (best effort elsewhere).
+pub fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model,
+        memory_gib: (memory_kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+        os: std::env::consts::OS.to_string(),
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+    }
+}
+
+/// `git rev-parse --short HEAD`, with `-dirty` when the work tree has uncommitted changes,
+/// or "unknown" outside a checkout.
+pub fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{commit}-dirty"),
+            _ => commit,
+        },
+        None => "unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_rate() {
+        let mut log = LatencyLog::with_capacity(Duration::from_secs(1));
+        (1..=100).for_each(|ms| log.record(Duration::from_millis(ms)));
+        let run = SearchRun::new(16, 0.9, log, Duration::from_secs(2), 0);
+        assert_eq!(run.completed, 100);
+        assert_eq!(run.qps, 50.0);
+        assert_eq!((run.p50_ms, run.p99_ms), (51.0, 100.0));
+        let empty = SearchRun::new(16, 0.0, LatencyLog(Vec::new()), Duration::from_secs(1), 3);
+        assert_eq!((empty.qps, empty.p99_ms), (0.0, 0.0));
+    }
+}
