@@ -101,9 +101,9 @@ pub struct FieldKey {
     pub key: String,
 }
 
-/// Match a keyword, integer or boolean value.
+/// Match a keyword, integer or boolean value: exactly one of `value`, `any`, `except`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "RawMatch")]
 pub enum Match {
     /// The value equals this one.
     Value { value: MatchValue },
@@ -111,6 +111,27 @@ pub enum Match {
     Any { any: Vec<MatchValue> },
     /// The value exists and equals none of these.
     Except { except: Vec<MatchValue> },
+}
+
+/// The wire shape of [`Match`], checked to hold exactly one key and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    value: Option<MatchValue>,
+    any: Option<Vec<MatchValue>>,
+    except: Option<Vec<MatchValue>>,
+}
+
+impl TryFrom<RawMatch> for Match {
+    type Error = String;
+    fn try_from(raw: RawMatch) -> Result<Self, String> {
+        match (raw.value, raw.any, raw.except) {
+            (Some(value), None, None) => Ok(Match::Value { value }),
+            (None, Some(any), None) => Ok(Match::Any { any }),
+            (None, None, Some(except)) => Ok(Match::Except { except }),
+            _ => Err("match takes exactly one of value, any, except".into()),
+        }
+    }
 }
 
 /// A value a `match` compares against: a string, an integer or a boolean.

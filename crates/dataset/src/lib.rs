@@ -97,12 +97,12 @@ impl Dataset {
 
 pub fn read_fvecs(path: &Path) -> Result<Vec<Vec<f32>>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    read_vecs(&bytes, |b| f32::from_le_bytes(b))
+    read_vecs(&bytes, f32::from_le_bytes)
 }
 
 pub fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    read_vecs(&bytes, |b| u32::from_le_bytes(b))
+    read_vecs(&bytes, u32::from_le_bytes)
 }
 
 /// texmex layout: per vector an i32 dimension, then that many 4-byte little-endian values.
