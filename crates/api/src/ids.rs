@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn integers_sort_before_uuids() {
-        let mut v = vec![PointId::Uuid(Uuid::nil()), PointId::Num(7), PointId::Num(3)];
+        let mut v = [PointId::Uuid(Uuid::nil()), PointId::Num(7), PointId::Num(3)];
         v.sort();
         assert_eq!(v[0], PointId::Num(3));
         assert!(matches!(v[2], PointId::Uuid(_)));
