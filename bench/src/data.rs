@@ -12,15 +12,8 @@ pub const K: usize = 10;
 /// The subdirectory of the data dir holding the dataset.
 pub const DATASET: &str = "debian-minilm";
 
-/// One document's payload fields (the text is not needed: it was embedded already).
-#[derive(Clone, Debug, Deserialize)]
-pub struct Doc {
-    pub id: u64,
-    pub package: String,
-    pub section: String,
-    pub priority: String,
-    pub installed_size: i64,
-}
+pub use vdb_dataset::Doc;
+use vdb_dataset::{read_ivecs, read_jsonl};
 
 /// Everything both sides of the benchmark need, in memory.
 pub struct Dataset {
@@ -186,45 +179,10 @@ fn top_k(scores: &[f32], keep: impl Fn(usize) -> bool) -> Vec<u32> {
 
 /// Reads an `.fvecs` file into (dimension, row-major floats).
 fn read_fvecs(path: &Path) -> Result<(usize, Vec<f32>)> {
-    let rows = read_vecs(path)?;
+    let rows = vdb_dataset::read_fvecs(path)?;
     let dim = rows.first().map(Vec::len).with_context(|| format!("{} is empty", path.display()))?;
     ensure!(rows.iter().all(|r| r.len() == dim), "{} mixes dimensions", path.display());
-    Ok((dim, rows.into_iter().flatten().map(f32::from_bits).collect()))
-}
-
-fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>> {
-    read_vecs(path)
-}
-
-/// texmex layout: per vector a little-endian i32 count, then that many 4-byte values (returned
-/// as raw little-endian words; floats are reinterpreted by the caller).
-fn read_vecs(path: &Path) -> Result<Vec<Vec<u32>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let word =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        ensure!(at + 4 <= bytes.len(), "{}: truncated header at byte {at}", path.display());
-        let count = word(at) as usize;
-        at += 4;
-        ensure!(at + 4 * count <= bytes.len(), "{}: truncated row at byte {at}", path.display());
-        out.push((0..count).map(|i| word(at + 4 * i)).collect());
-        at += 4 * count;
-    }
-    Ok(out)
-}
-
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
-        })
-        .collect()
+    Ok((dim, rows.concat()))
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ impl SearchRun {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RawResults {
     /// The SIMD kernels USearch picked (e.g. "haswell"), to explain differences between machines.
+    #[serde(default)]
     pub simd: String,
     pub build: Rate,
     pub search: Vec<SearchRun>,
@@ -126,6 +127,7 @@ pub struct Machine {
     pub os: String,
     /// 1, 5 and 15 minute load averages when the run started: other work on the machine
     /// skews every number, so a busy start is worth knowing about.
+    #[serde(default)]
     pub load_average: Vec<f64>,
 }
 
