@@ -2,7 +2,7 @@
 # Runs the test tiers, each inside its time budget:
 #   unit      unit and property tests of every crate            (budget 15 min incl. build)
 #   blackbox  the whole API against the release binaries        (budget 10 min)
-#   slow      recall on debian-minilm, kill -9 loop, bench smoke (budget 25 min)
+#   slow      recall on debian-minilm, kill -9 loop, bench and demo smoke (budget 25 min)
 # Usage: scripts/test.sh [unit|blackbox|slow|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,9 @@ case $tier in
   slow|all)
     run 1500 cargo test --release -p vdb-tests --test recall --test crash -- --nocapture --test-threads 1
     run 300 cargo run --release -q -p vdb-bench -- shard --quick --out target/bench-quick.json
+    demo_state=$(mktemp -d)
+    run 300 env VDB_DEMO_PORT=0 VDB_DEMO_LIMIT=2000 VDB_DEMO_STATE="$demo_state" scripts/demo.sh --exit
+    rm -rf "$demo_state"
     ;;
   unit|blackbox) ;;
   *) echo "unknown tier $tier (unit|blackbox|slow|all)" >&2; exit 2 ;;
