@@ -6,12 +6,14 @@
 //! - [`http`]: routes and thin handlers; the OpenAPI document.
 //! - [`node`]: the local shards of this process, the blocking-work limiter, readiness, shutdown.
 //! - [`shard`]: one local shard and its write path (validate → WAL → apply).
+//! - [`durability`]: WAL fsync on a timer and at shutdown; snapshots.
 //! - [`read`]: get, count, scroll and search with the planner.
 //! - [`index`]: the USearch index made safe to share.
 //! - [`store`]: ids and payloads; [`ops`]: WAL records; [`snapshot`]: snapshot files.
 //! - [`metrics`], [`error`].
 
 pub mod config;
+pub mod durability;
 pub mod error;
 pub mod http;
 pub mod index;
