@@ -8,7 +8,7 @@
 
 use crate::data::{recall, Dataset, K};
 use crate::raw::Hnsw;
-use crate::report::{LatencyLog, Rate, SearchRun};
+use crate::report::{Accuracy, LatencyLog, Rate, Timed};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -26,8 +26,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vdb_api::{
-    Condition, CreatePayloadIndex, Filter, HnswConfig, Metric, PayloadIndexKind, Role, ScalarType,
-    SearchPlan, SearchResult, ShardConfig,
+    Condition, CreatePayloadIndex, Filter, HnswConfig, Metric, PayloadIndexKind, PointId, Role,
+    ScalarType, SearchPlan, SearchResult, ShardConfig,
 };
 use vdb_client::{ClientError, ShardClient};
 
@@ -293,50 +293,53 @@ fn search_bodies(data: &Dataset, ef: usize, filtered: bool) -> Result<Vec<Bytes>
         .collect()
 }
 
-/// Recall (and the plans reported) over every query once, then all queries cycled for
-/// `duration` over `connections` concurrent keep-alive connections.
-async fn search(
+/// Recall and the plans reported over every query once, `connections` requests at a time.
+async fn accuracy(
     client: &Lean,
-    url: &str,
-    bodies: Arc<Vec<Bytes>>,
+    uri: &Uri,
+    bodies: &[Bytes],
     truth: &[Vec<u32>],
-    ef: usize,
     connections: usize,
-    duration: Duration,
-) -> Result<SearchRun> {
-    let uri: Uri = format!("{url}/v1/shards/{SHARD}/search").parse()?;
+) -> Result<Accuracy> {
     let answers: Vec<SearchResult> = futures::stream::iter(bodies.iter().cloned())
-        .map(|body| {
-            let uri = &uri;
-            async move {
-                let (status, answer) = call(client, Method::POST, uri, body).await?;
-                ensure!(
-                    status.is_success(),
-                    "search answered {status}: {}",
-                    String::from_utf8_lossy(&answer)
-                );
-                serde_json::from_slice(&answer).context("decoding a search answer")
-            }
+        .map(|body| async move {
+            let (status, answer) = call(client, Method::POST, uri, body).await?;
+            ensure!(
+                status.is_success(),
+                "search answered {status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            serde_json::from_slice(&answer).context("decoding a search answer")
         })
         .buffered(connections)
         .try_collect()
         .await?;
-    let mut plans = std::collections::BTreeMap::new();
+    let mut plans = BTreeMap::new();
     let mut recall_sum = 0.0;
     for (answer, truth) in answers.iter().zip(truth) {
+        // The benchmark only writes integer ids; a UUID can only be a wrong answer.
         let ids: Vec<u64> = answer
             .points
             .iter()
             .map(|p| match p.id {
-                vdb_api::PointId::Num(n) => n,
-                vdb_api::PointId::Uuid(_) => u64::MAX,
+                PointId::Num(n) => n,
+                PointId::Uuid(_) => u64::MAX,
             })
             .collect();
         recall_sum += recall(truth, &ids);
         *plans.entry(plan_name(answer.plan).to_string()).or_insert(0u64) += 1;
     }
-    let recall = recall_sum / answers.len().max(1) as f64;
+    Ok(Accuracy { recall: recall_sum / answers.len().max(1) as f64, plans })
+}
 
+/// All queries cycled for `duration` over `connections` concurrent keep-alive connections.
+async fn timed(
+    client: &Lean,
+    uri: &Uri,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    duration: Duration,
+) -> Result<Timed> {
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let workers: Vec<_> = (0..connections)
@@ -355,11 +358,9 @@ async fn search(
     }
     let elapsed = start.elapsed();
     if let Some(e) = first_error {
-        eprintln!("warning: {errors} failed searches at ef={ef}; first: {e}");
+        eprintln!("warning: {errors} failed searches; first: {e}");
     }
-    let mut run = SearchRun::new(ef, recall, LatencyLog::merge(logs), elapsed, errors);
-    run.plans = plans;
-    Ok(run)
+    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors })
 }
 
 /// One connection's share of the timed loop: prepared bodies in turn, answers drained unread.
@@ -425,6 +426,7 @@ pub struct Vdb {
     pub url: String,
     pub ingest: Rate,
     client: Lean,
+    search_uri: Uri,
     connections: usize,
     /// Request bodies by (ef, filtered).
     bodies: BTreeMap<(usize, bool), Arc<Vec<Bytes>>>,
@@ -446,19 +448,31 @@ impl Vdb {
                 bodies.insert((ef, filtered), Arc::new(search_bodies(data, ef, filtered)?));
             }
         }
-        Ok(Vdb { url: node.url.clone(), ingest, client, connections: setup.connections, bodies })
+        Ok(Vdb {
+            url: node.url.clone(),
+            ingest,
+            client,
+            search_uri: format!("{}/v1/shards/{SHARD}/search", node.url).parse()?,
+            connections: setup.connections,
+            bodies,
+        })
     }
 
-    pub async fn search(
-        &self,
-        data: &Dataset,
-        ef: usize,
-        filtered: bool,
-        duration: Duration,
-    ) -> Result<SearchRun> {
-        let bodies = self.bodies.get(&(ef, filtered)).context("no bodies for this ef")?.clone();
+    fn bodies(&self, ef: usize, filtered: bool) -> Result<&Arc<Vec<Bytes>>> {
+        self.bodies.get(&(ef, filtered)).context("no request bodies for this ef")
+    }
+
+    /// Recall over every query at `ef` (untimed; it also warms the caches).
+    pub async fn accuracy(&self, data: &Dataset, ef: usize, filtered: bool) -> Result<Accuracy> {
         let truth = if filtered { &data.filtered_gt } else { &data.gt };
-        search(&self.client, &self.url, bodies, truth, ef, self.connections, duration).await
+        let bodies = self.bodies(ef, filtered)?;
+        accuracy(&self.client, &self.search_uri, bodies, truth, self.connections).await
+    }
+
+    /// All queries at `ef` cycled for `duration`.
+    pub async fn timed(&self, ef: usize, filtered: bool, duration: Duration) -> Result<Timed> {
+        let bodies = self.bodies(ef, filtered)?.clone();
+        timed(&self.client, &self.search_uri, bodies, self.connections, duration).await
     }
 }
 

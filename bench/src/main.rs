@@ -11,7 +11,7 @@ use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use data::Dataset;
 use raw::Hnsw;
-use report::{Params, RawResults, Report, VdbResults};
+use report::{Params, RawResults, Report, SearchRun, VdbResults};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,6 +77,10 @@ struct ShardArgs {
     /// Smoke run: the first 10,000 documents, 200 queries, 1 s per ef.
     #[arg(long)]
     quick: bool,
+    /// Timed trials per ef, query kind and side, alternating between the sides; the best is
+    /// reported (background load only ever slows a trial down).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Measure only one side.
     #[arg(long, value_enum, default_value_t = Side::Both)]
     only: Side,
@@ -96,7 +100,8 @@ fn shard(args: ShardArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cores);
     ensure!(threads > 0 && args.connections > 0 && args.batch > 0, "counts must be positive");
-    ensure!(args.ingest_concurrency > 0 && !args.ef.is_empty(), "counts must be positive");
+    ensure!(args.ingest_concurrency > 0 && args.repeat > 0, "counts must be positive");
+    ensure!(!args.ef.is_empty(), "--ef needs at least one value");
     let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
     let duration = Duration::from_secs_f64(seconds);
     let (docs, queries) =
@@ -145,20 +150,40 @@ fn shard(args: ShardArgs) -> Result<()> {
         None => None,
     };
 
-    // Searches alternate between the sides at every ef and query kind, so drift in whatever
-    // else the machine is doing hits both alike.
+    // Searches alternate between the sides at every ef, query kind and trial, so drift in
+    // whatever else the machine is doing hits both alike.
     let (mut raw_runs, mut vdb_runs) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for &ef in &args.ef {
         for (kind, filtered) in [false, true].into_iter().enumerate() {
             let label = if filtered { "filtered" } else { "plain" };
-            if let Some((index, _)) = &raw_index {
-                eprintln!("raw usearch: {label} ef={ef}");
-                raw_runs[kind].push(raw::search(index, &data, ef, filtered, threads, duration)?);
+            eprintln!("{label} ef={ef}");
+            let raw_accuracy = match &raw_index {
+                Some((index, _)) => Some(raw::accuracy(index, &data, ef, filtered, threads)?),
+                None => None,
+            };
+            let vdb_accuracy = match (&vdb, &node) {
+                (Some(vdb), Some(node)) => Some(
+                    runtime
+                        .block_on(vdb.accuracy(&data, ef, filtered))
+                        .map_err(|e| vdb_failed(node, e))?,
+                ),
+                _ => None,
+            };
+            let (mut raw_trials, mut vdb_trials) = (Vec::new(), Vec::new());
+            for _ in 0..args.repeat {
+                if let Some((index, _)) = &raw_index {
+                    raw_trials.push(raw::timed(index, &data, ef, filtered, threads, duration)?);
+                }
+                if let (Some(vdb), Some(node)) = (&vdb, &node) {
+                    let trial = runtime.block_on(vdb.timed(ef, filtered, duration));
+                    vdb_trials.push(trial.map_err(|e| vdb_failed(node, e))?);
+                }
             }
-            if let (Some(vdb), Some(node)) = (&vdb, &node) {
-                eprintln!("vdb: {label} ef={ef}");
-                let run = runtime.block_on(vdb.search(&data, ef, filtered, duration));
-                vdb_runs[kind].push(run.map_err(|e| vdb_failed(node, e))?);
+            if let Some(accuracy) = raw_accuracy {
+                raw_runs[kind].push(SearchRun::best_of(ef, accuracy, raw_trials));
+            }
+            if let Some(accuracy) = vdb_accuracy {
+                vdb_runs[kind].push(SearchRun::best_of(ef, accuracy, vdb_trials));
             }
         }
     }
@@ -198,6 +223,7 @@ fn shard(args: ShardArgs) -> Result<()> {
             k: data::K,
             threads,
             seconds_per_ef: seconds,
+            repeat: args.repeat,
             batch: args.batch,
             ingest_concurrency: args.ingest_concurrency,
             connections: args.connections,

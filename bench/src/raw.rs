@@ -2,7 +2,7 @@
 //! `threads` OS threads.
 
 use crate::data::{recall, Dataset, K};
-use crate::report::{LatencyLog, Rate, SearchRun};
+use crate::report::{Accuracy, LatencyLog, Rate, Timed};
 use anyhow::{anyhow, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
@@ -78,9 +78,16 @@ fn search_one(index: &Index, data: &Dataset, q: usize, filtered: bool) -> Result
     Ok(matches.keys)
 }
 
-/// Mean recall@K over every query, split across `threads` threads (it is untimed; threads only
-/// make slow filtered passes bearable).
-fn recall_pass(index: &Index, data: &Dataset, filtered: bool, threads: usize) -> Result<f64> {
+/// Mean recall@K over every query at `ef`, split across `threads` threads (it is untimed;
+/// threads only make slow filtered passes bearable). It also warms the caches.
+pub fn accuracy(
+    index: &Index,
+    data: &Dataset,
+    ef: usize,
+    filtered: bool,
+    threads: usize,
+) -> Result<Accuracy> {
+    index.change_expansion_search(ef);
     let truth = if filtered { &data.filtered_gt } else { &data.gt };
     let per_thread = truth.len().div_ceil(threads);
     let sum = std::thread::scope(|s| -> Result<f64> {
@@ -97,22 +104,19 @@ fn recall_pass(index: &Index, data: &Dataset, filtered: bool, threads: usize) ->
             .collect();
         workers.into_iter().map(|w| w.join().map_err(|_| anyhow!("recall thread panicked"))?).sum()
     })?;
-    Ok(sum / truth.len().max(1) as f64)
+    Ok(Accuracy { recall: sum / truth.len().max(1) as f64, plans: Default::default() })
 }
 
-/// Recall over every query once (untimed; it also warms the caches), then all queries cycled
-/// for `duration` across `threads` threads.
-pub fn search(
+/// All queries cycled at `ef` for `duration` across `threads` threads.
+pub fn timed(
     index: &Index,
     data: &Dataset,
     ef: usize,
     filtered: bool,
     threads: usize,
     duration: Duration,
-) -> Result<SearchRun> {
+) -> Result<Timed> {
     index.change_expansion_search(ef);
-    let recall = recall_pass(index, data, filtered, threads)?;
-
     let nq = data.num_queries();
     let barrier = Barrier::new(threads + 1);
     let (logs, elapsed) = std::thread::scope(|s| -> Result<(Vec<LatencyLog>, Duration)> {
@@ -145,5 +149,5 @@ pub fn search(
             .collect::<Result<Vec<_>>>()?;
         Ok((logs, start.elapsed()))
     })?;
-    Ok(SearchRun::new(ef, recall, LatencyLog::merge(logs), elapsed, 0))
+    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors: 0 })
 }
