@@ -107,7 +107,7 @@ fn shard(args: ShardArgs) -> Result<()> {
     let (docs, queries) =
         if args.quick { (Some(QUICK_DOCS), Some(QUICK_QUERIES)) } else { (None, None) };
 
-    let machine = report::machine();
+    let mut machine = report::machine();
     let old = args.compare.as_deref().map(Report::read).transpose()?;
     eprintln!("loading {}", args.data_dir.join(data::DATASET).display());
     let data = Dataset::load(&args.data_dir, docs, queries)?;
@@ -203,6 +203,7 @@ fn shard(args: ShardArgs) -> Result<()> {
         filtered: vdb_filtered,
     });
     drop(node);
+    machine.load_average_end = report::load_average();
 
     let mut report = Report {
         tool: "vdb-bench shard".to_string(),

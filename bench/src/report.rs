@@ -163,6 +163,9 @@ pub struct Machine {
     /// skews every number, so a busy start is worth knowing about.
     #[serde(default)]
     pub load_average: Vec<f64>,
+    /// The same at the end: a high 1-minute value here means something else ran meanwhile.
+    #[serde(default)]
+    pub load_average_end: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -281,8 +284,8 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             out,
-            "{} cores ({}), load average at start {:?}, commit {}",
-            m.cores, m.cpu_model, m.load_average, self.git_commit
+            "{} cores ({}), load average {:?} at start, {:?} at end, commit {}",
+            m.cores, m.cpu_model, m.load_average, m.load_average_end, self.git_commit
         );
         let _ =
             writeln!(out, "\n{:<8} {:>14} {:>10} {:>8}", "load", "vectors/s", "seconds", "ratio");
@@ -429,13 +432,15 @@ pub fn machine() -> Machine {
         cpu_model,
         memory_gib: (memory_kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
         os: std::env::consts::OS.to_string(),
-        load_average: std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .filter_map(|v| v.parse().ok())
-            .collect(),
+        load_average: load_average(),
+        load_average_end: Vec::new(),
     }
+}
+
+/// The 1, 5 and 15 minute load averages (empty where /proc/loadavg is missing).
+pub fn load_average() -> Vec<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).filter_map(|v| v.parse().ok()).collect()
 }
 
 /// `git rev-parse --short HEAD`, with `-dirty` when the work tree has uncommitted changes,
