@@ -91,9 +91,16 @@ const HNSW: Hnsw = Hnsw { m: 16, ef_construction: 128, ef_search: 64 };
 const QUICK_DOCS: usize = 10_000;
 const QUICK_QUERIES: usize = 200;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let Command::Shard(args) = Cli::parse().command;
-    shard(args)
+    match shard(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain says what to fix; a backtrace (RUST_BACKTRACE) would bury it.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn shard(args: ShardArgs) -> Result<()> {
