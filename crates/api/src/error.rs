@@ -51,6 +51,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (the most generic code of each status first).
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidArgument,
+        ErrorCode::DimensionMismatch,
+        ErrorCode::InvalidVector,
+        ErrorCode::InvalidFilter,
+        ErrorCode::InvalidPayload,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unprocessable,
+        ErrorCode::Overloaded,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
     /// The HTTP status for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -109,7 +127,7 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_names() {
-        for code in [ErrorCode::MalformedJson, ErrorCode::Overloaded, ErrorCode::Internal] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -278,20 +278,7 @@ fn api_error(status: u16, body: &[u8]) -> ClientError {
 
 /// The first code (in declaration order, so the most generic one) that maps to `status`.
 fn code_for_status(status: u16) -> Option<ErrorCode> {
-    use ErrorCode::*;
-    [
-        MalformedJson,
-        NotFound,
-        AlreadyExists,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        Unprocessable,
-        Overloaded,
-        Internal,
-        Unavailable,
-    ]
-    .into_iter()
-    .find(|c| c.http_status() == status)
+    ErrorCode::ALL.into_iter().find(|c| c.http_status() == status)
 }
 
 #[cfg(test)]
