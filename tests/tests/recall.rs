@@ -48,13 +48,7 @@ fn ingest(http: &Http, data: &Dataset) {
 }
 
 /// Mean recall@10 of `search` over the queries, checking the plan of every reply.
-fn mean_recall(
-    http: &Http,
-    data: &Dataset,
-    truth: &[Vec<u32>],
-    plan: &str,
-    body: impl Fn(usize) -> Value,
-) -> f64 {
+fn mean_recall(http: &Http, truth: &[Vec<u32>], plan: &str, body: impl Fn(usize) -> Value) -> f64 {
     let mut total = 0.0;
     for (i, t) in truth.iter().enumerate() {
         let r = http.post("/v1/shards/docs/search", &body(i)).unwrap();
@@ -62,7 +56,6 @@ fn mean_recall(
         assert_eq!(r.1["plan"], plan, "query {i}");
         total += Dataset::recall_at(10, t, &ids(&r.1));
     }
-    let _ = data;
     total / truth.len() as f64
 }
 
@@ -82,30 +75,22 @@ fn recall_at_10_on_debian_minilm() {
     ingest(&http, &data);
 
     let filter = |i: usize| json!({"must": [{"key": "section", "match": {"value": data.filter_sections[i]}}]});
-    let plain = mean_recall(
-        &http,
-        &data,
-        &data.gt,
-        "hnsw",
-        |i| json!({"vector": data.queries[i], "k": 10}),
-    );
+    let plain =
+        mean_recall(&http, &data.gt, "hnsw", |i| json!({"vector": data.queries[i], "k": 10}));
     let filtered_auto = mean_recall(
         &http,
-        &data,
         &data.filtered_gt,
         "exact",
         |i| json!({"vector": data.queries[i], "k": 10, "filter": filter(i)}),
     );
     let filtered_hnsw = mean_recall(
         &http,
-        &data,
         &data.filtered_gt,
         "filtered_hnsw",
         |i| json!({"vector": data.queries[i], "k": 10, "filter": filter(i), "plan": "hnsw"}),
     );
     let exact = mean_recall(
         &http,
-        &data,
         &data.gt[..200],
         "exact",
         |i| json!({"vector": data.queries[i], "k": 10, "exact": true}),

@@ -77,14 +77,6 @@ impl Config {
     pub fn insert_threads(&self) -> usize {
         self.insert_threads.unwrap_or(Self::cores()).max(1)
     }
-
-    /// A config for tests: everything default, data under `dir`.
-    pub fn for_tests(dir: &std::path::Path) -> Self {
-        let mut c = Config::parse_from(["vdb-shard"]);
-        c.data_dir = dir.to_path_buf();
-        c.listen = "127.0.0.1:0".parse().expect("valid address");
-        c
-    }
 }
 
 /// Parses `always`, `never` or `<N>ms`.

@@ -442,9 +442,8 @@ impl LocalShard {
             let Some(key) = store.key_of(&PointId::from(id)) else { continue };
             let Some(entry) = store.get(key) else { continue };
             let mut payload = entry.payload.clone();
-            indexes.remove(key, &entry.payload);
             change(&mut payload);
-            indexes.insert(key, &payload);
+            indexes.update(key, &entry.payload, &payload);
             store.set_payload(key, payload);
         }
     }
@@ -520,16 +519,15 @@ fn write_config(dir: &Path, config: &ShardConfig) -> Result<()> {
 }
 
 fn data_from_image(image: PointsImage) -> Result<ShardData> {
-    let mut data = ShardData::default();
-    data.store.next_key = image.next_key;
+    let mut store = PointStore::default();
+    store.next_key = image.next_key;
     for (key, id, payload) in image.points {
-        data.store.insert(key, Entry { id: id.into(), payload: parse_payload(&payload)? });
+        store.insert(key, Entry { id: id.into(), payload: parse_payload(&payload)? });
     }
-    for (field, kind) in image.indexes {
-        let ShardData { store, indexes } = &mut data;
-        indexes.create(&field, kind.into(), store.iter().map(|(k, e)| (k, &e.payload)));
-    }
-    Ok(data)
+    // One pass over the points builds every payload index.
+    let fields = image.indexes.into_iter().map(|(f, k)| (f, k.into())).collect();
+    let indexes = PayloadIndexes::build(&fields, store.iter().map(|(k, e)| (k, &e.payload)));
+    Ok(ShardData { store, indexes })
 }
 
 fn parse_payload(text: &str) -> Result<Payload> {
