@@ -3,6 +3,7 @@
 //! Names follow `vdb_shard_<what>_<unit>`; per-shard series carry a `shard` label (the local
 //! shard's name), whose cardinality is the number of shards hosted.
 
+use prometheus::core::Collector;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -27,6 +28,15 @@ pub struct ShardMetrics {
     pub inflight: IntGauge,
     pub rejected: IntCounter,
     pub ready: Gauge,
+}
+
+/// Registers `collector` and hands it back, so each metric is declared in one expression.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> prometheus::Result<C> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
 }
 
 impl ShardMetrics {
@@ -84,58 +94,52 @@ impl ShardMetrics {
                 "vdb_shard_snapshot_size_bytes",
                 "size of the latest snapshot",
             )?,
-            recovery_seconds: {
-                let g = GaugeVec::new(
+            recovery_seconds: register(
+                &registry,
+                GaugeVec::new(
                     Opts::new(
                         "vdb_shard_recovery_duration_seconds",
                         "time the last recovery (snapshot load + wal replay) took",
                     ),
                     &["shard"],
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
-            search_seconds: {
-                let h = HistogramVec::new(
+                )?,
+            )?,
+            search_seconds: register(
+                &registry,
+                HistogramVec::new(
                     HistogramOpts::new(
                         "vdb_shard_search_duration_seconds",
                         "time to execute one search, by plan",
                     )
                     .buckets(LATENCY_BUCKETS.to_vec()),
                     &["plan"],
-                )?;
-                registry.register(Box::new(h.clone()))?;
-                h
-            },
-            searches: {
-                let c = IntCounterVec::new(
+                )?,
+            )?,
+            searches: register(
+                &registry,
+                IntCounterVec::new(
                     Opts::new("vdb_shard_searches_total", "searches executed, by plan"),
                     &["plan"],
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            inflight: {
-                let g = IntGauge::new(
+                )?,
+            )?,
+            inflight: register(
+                &registry,
+                IntGauge::new(
                     "vdb_shard_inflight_operations",
                     "operations running or queued on the blocking pool",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
-            rejected: {
-                let c = IntCounter::new(
+                )?,
+            )?,
+            rejected: register(
+                &registry,
+                IntCounter::new(
                     "vdb_shard_rejected_requests_total",
                     "requests refused with 429 because the queue was full",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            ready: {
-                let g = Gauge::new("vdb_shard_ready", "1 when every local shard has recovered")?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+                )?,
+            )?,
+            ready: register(
+                &registry,
+                Gauge::new("vdb_shard_ready", "1 when every local shard has recovered")?,
+            )?,
             http,
             registry,
         };
