@@ -5,6 +5,7 @@
 //! heavy dependencies, so clients, services and tests can all share it.
 //!
 //! Layout:
+//! - [`collection`]: collections as the router serves them (sharding strategies).
 //! - [`ids`]: point ids (unsigned integers or UUIDs) and their ordering.
 //! - [`filter`]: the payload filter language (must / should / must_not, match, range, ...).
 //! - [`shard`]: local shard configuration, description and node status.
@@ -12,6 +13,7 @@
 //! - [`search`]: search requests and results.
 //! - [`error`]: the JSON error body and the one `ErrorCode` → HTTP status table.
 
+pub mod collection;
 pub mod error;
 pub mod filter;
 pub mod ids;
@@ -19,6 +21,7 @@ pub mod points;
 pub mod search;
 pub mod shard;
 
+pub use collection::{Sharding, ShardRange, DEFAULT_VIRTUAL_NODES};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
 pub use ids::PointId;
