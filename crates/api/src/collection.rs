@@ -37,3 +37,30 @@ pub struct ShardRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<u64>,
 }
+
+/// A collection's shard map: its strategy and the ids of its shards (not always contiguous:
+/// shards are added and removed online).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShardMapSpec {
+    pub sharding: Sharding,
+    pub shards: Vec<u32>,
+}
+
+/// Which points local shard `shard` owns while its collection moves from one shard map to
+/// another. Sources are cut over one at a time: a point whose owner under `from` is in
+/// `cut_over` belongs to its owner under `to`, every other point to its owner under `from`.
+/// Outside a resharding `from == to` and `cut_over` is empty.
+///
+/// Routers attach it to reads during a resharding so each point is counted by exactly one
+/// shard; a shard node installs it as a write guard on a source shard (see the router docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ownership {
+    pub from: ShardMapSpec,
+    pub to: ShardMapSpec,
+    #[serde(default)]
+    pub cut_over: Vec<u32>,
+    /// The shard asking: points owned by another shard are skipped.
+    pub shard: u32,
+}
