@@ -64,3 +64,277 @@ pub struct Ownership {
     /// The shard asking: points owned by another shard are skipped.
     pub shard: u32,
 }
+
+/// When a write to a replicated shard is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WriteConsistency {
+    /// Once durable on the primary; replicas follow in the background.
+    #[default]
+    Async,
+    /// Once `acks` replicas (not counting the primary) confirm durability.
+    SemiSync { acks: u32 },
+    /// Once every in-sync replica confirms.
+    Sync,
+}
+
+/// `PUT /v1/collections/{name}`: create a collection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Vector dimension (1..=65536).
+    pub dimension: usize,
+    pub metric: crate::Metric,
+    #[serde(default)]
+    pub hnsw: crate::HnswConfig,
+    #[serde(default)]
+    pub scalar: crate::ScalarType,
+    /// Number of shards (1..=1024).
+    #[serde(default = "one")]
+    pub shard_count: u32,
+    /// Copies of every shard, on distinct nodes.
+    #[serde(default = "one")]
+    pub replication_factor: u32,
+    #[serde(default)]
+    pub sharding: Sharding,
+    #[serde(default)]
+    pub write_consistency: WriteConsistency,
+    /// Add a shard automatically when the largest shard holds more than `imbalance_ratio`
+    /// times the mean.
+    #[serde(default)]
+    pub auto_reshard: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `PATCH /v1/collections/{name}`: what can change on a live collection. Absent fields keep
+/// their value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// Default candidate list size of searches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef_search: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_consistency: Option<WriteConsistency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_reshard: Option<bool>,
+}
+
+/// The stored configuration of a collection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionConfig {
+    pub dimension: usize,
+    pub metric: crate::Metric,
+    pub hnsw: crate::HnswConfig,
+    pub scalar: crate::ScalarType,
+    pub replication_factor: u32,
+    pub sharding: Sharding,
+    pub write_consistency: WriteConsistency,
+    pub auto_reshard: bool,
+}
+
+/// Whether every shard of a collection can answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectionStatus {
+    /// Every shard's node is healthy.
+    Green,
+    /// A resharding or a move is under way; everything answers.
+    Yellow,
+    /// Some shard's node is down: searches fail unless partial results are allowed.
+    Red,
+}
+
+/// One shard of a collection: where it lives and what it holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShardPlacementInfo {
+    pub shard: u32,
+    /// Nodes holding a copy; the first is the primary.
+    pub nodes: Vec<String>,
+    pub epoch: u64,
+    /// Points in the shard (absent when its node did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<u64>,
+    /// Whether the primary's node passes health checks.
+    pub healthy: bool,
+}
+
+/// A collection whose largest shard exceeds the mean by more than the configured ratio.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImbalanceInfo {
+    pub shard: u32,
+    pub points: u64,
+    pub mean: f64,
+    pub ratio: f64,
+}
+
+/// A resharding in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReshardingInfo {
+    pub from: ShardMapSpec,
+    pub to: ShardMapSpec,
+    /// Source shards already handed over.
+    pub cut_over: Vec<u32>,
+    /// Points copied so far.
+    pub copied: u64,
+}
+
+/// `GET /v1/collections/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub config: CollectionConfig,
+    pub status: CollectionStatus,
+    /// Sum over shards that answered.
+    pub points: u64,
+    pub shards: Vec<ShardPlacementInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imbalance: Option<ImbalanceInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<ReshardingInfo>,
+}
+
+/// `GET /v1/collections`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionList {
+    pub collections: Vec<String>,
+}
+
+/// `POST /v1/collections/{name}/shards`: add one shard (online).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddShard {
+    /// For range sharding: the new shard map's ranges (they must cover what the old ones did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<ShardRange>>,
+}
+
+/// `POST /v1/collections/{name}/search`: like a shard search, plus `offset` and partial
+/// results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionSearch {
+    pub vector: Vec<f32>,
+    /// How many results (1..=10000).
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Skip this many of the best results (paging).
+    #[serde(default)]
+    pub offset: usize,
+    /// Candidate list size for this query (defaults to the collection's `ef_search`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::Filter>,
+    /// Drop results worse than this score (below it, or above it for `l2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_threshold: Option<f32>,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Brute force over the whole collection: the exact top-k.
+    #[serde(default)]
+    pub exact: bool,
+    #[serde(default)]
+    pub plan: crate::PlanChoice,
+    /// Answer from the shards that can when some cannot (the response lists the missing
+    /// ones) instead of failing with 503.
+    #[serde(default)]
+    pub allow_partial: bool,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+impl CollectionSearch {
+    pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        CollectionSearch {
+            vector,
+            k,
+            offset: 0,
+            ef: None,
+            filter: None,
+            score_threshold: None,
+            with_payload: false,
+            with_vector: false,
+            exact: false,
+            plan: crate::PlanChoice::Auto,
+            allow_partial: false,
+        }
+    }
+}
+
+/// Global top-k of a collection search, best first, ties by id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionSearchResult {
+    pub points: Vec<crate::ScoredPoint>,
+    /// True when some shards did not answer (only with `allow_partial`).
+    #[serde(default)]
+    pub partial: bool,
+    /// The shards that did not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
+}
+
+/// `POST /v1/collections/{name}/search/batch`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionBatchSearch {
+    pub searches: Vec<CollectionSearch>,
+}
+
+/// One result per search, in request order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionBatchSearchResult {
+    pub results: Vec<CollectionSearchResult>,
+}
+
+/// A write routed to several shards: the sum of what they touched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionWriteResult {
+    /// Points the write touched.
+    pub affected: u64,
+    /// Shards the write was applied on.
+    pub shards: Vec<u32>,
+}
+
+/// A shard node known to the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub id: String,
+    pub url: String,
+    /// Passed its last health check.
+    pub healthy: bool,
+    /// Consecutive failed health checks.
+    pub failed_checks: u32,
+    /// Local shards hosted, by placement.
+    pub shards: u32,
+    /// Points over its local shards at the last check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<u64>,
+}
+
+/// `PUT /v1/cluster/nodes/{id}`: register a shard node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNode {
+    /// Base URL the routers reach it at, e.g. `http://10.0.0.5:6334`.
+    pub url: String,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterInfo {
+    /// This router's id.
+    pub router: String,
+    /// The router currently elected controller, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    pub nodes: Vec<NodeInfo>,
+    pub collections: Vec<String>,
+}

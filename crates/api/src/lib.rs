@@ -21,7 +21,7 @@ pub mod points;
 pub mod search;
 pub mod shard;
 
-pub use collection::{Ownership, ShardMapSpec, ShardRange, Sharding, DEFAULT_VIRTUAL_NODES};
+pub use collection::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
 pub use ids::PointId;
