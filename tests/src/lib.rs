@@ -9,6 +9,8 @@
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
 
+pub mod fleet;
+
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -158,6 +158,9 @@ pub struct ShardPlacementInfo {
     /// Points in the shard (absent when its node did not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<u64>,
+    /// Bytes held by the shard's index and payloads (absent when its node did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
     /// Whether the primary's node passes health checks.
     pub healthy: bool,
 }

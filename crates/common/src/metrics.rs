@@ -77,3 +77,13 @@ pub fn render(registry: &Registry) -> Response {
     }
     ([(CONTENT_TYPE, encoder.format_type().to_owned())], buf).into_response()
 }
+
+/// Registers `collector` in `registry` and hands it back, so each metric is declared in one
+/// expression.
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> prometheus::Result<C> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}

@@ -1,7 +1,16 @@
-//! `vdb-router`: planned, not built yet. ARCHITECTURE.md says what it will do; until then the
-//! binary refuses to start rather than pretend to serve.
+//! `vdb-router`: parse config, start logging, bind, serve until SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!("vdb-router is not implemented yet; see ARCHITECTURE.md");
-    std::process::exit(2);
+use clap::Parser;
+use std::io::Write;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = vdb_router::Config::parse();
+    vdb_common::telemetry::init(config.log_json);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Tools and tests read the bound address (port 0 picks one) from this first line.
+    let mut out = std::io::stdout();
+    writeln!(out, "{}", serde_json::json!({ "listening": listener.local_addr()?.to_string() }))?;
+    out.flush()?;
+    vdb_router::run(config, listener, vdb_common::shutdown::signal()).await
 }

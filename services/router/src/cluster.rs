@@ -1,0 +1,231 @@
+//! [`Cluster`]: what every request handler works with — the cluster view, a client per shard
+//! node, and the routing of one collection's points onto its shards.
+
+use crate::config::Config;
+use crate::error::{Result, RouterError};
+use crate::metrics::Metrics;
+use crate::state::{CollectionRecord, Lifecycle, State};
+use futures::future::join_all;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use vdb_api::{ErrorCode, PointId};
+use vdb_client::{ClientError, ShardClient};
+use vdb_meta::Revision;
+use vdb_sharding::{ShardMap, Transition};
+
+/// The router's shared state.
+pub struct Cluster {
+    pub config: Config,
+    pub id: String,
+    pub state: State,
+    pub metrics: Arc<Metrics>,
+    clients: RwLock<HashMap<String, NodeClients>>,
+}
+
+/// Clients of one node: reads and writes have different deadlines.
+#[derive(Clone)]
+pub struct NodeClients {
+    pub read: ShardClient,
+    pub write: ShardClient,
+}
+
+/// A collection resolved for routing: its record and the function from ids to shards.
+pub struct Routed {
+    pub record: CollectionRecord,
+    pub revision: Revision,
+    owner: Owner,
+}
+
+enum Owner {
+    Map(ShardMap),
+    Moving(Transition),
+}
+
+impl Routed {
+    pub fn new(record: CollectionRecord, revision: Revision) -> Result<Routed> {
+        let bad = |e: vdb_sharding::ShardingError| {
+            RouterError::Internal(format!("stored shard map of {}: {e}", record.name))
+        };
+        let owner = match &record.resharding {
+            None => Owner::Map(ShardMap::new(&record.config.sharding, &record.map).map_err(bad)?),
+            Some(r) => Owner::Moving(Transition {
+                from: ShardMap::new(&r.from.sharding, &r.from.shards).map_err(bad)?,
+                to: ShardMap::new(&r.to.sharding, &r.to.shards).map_err(bad)?,
+                cut_over: r.cut_over.iter().copied().collect(),
+            }),
+        };
+        Ok(Routed { record, revision, owner })
+    }
+
+    /// The shard that owns `id` now.
+    pub fn owner(&self, id: &PointId) -> Result<u32> {
+        match &self.owner {
+            Owner::Map(m) => m.owner(id),
+            Owner::Moving(t) => t.owner(id),
+        }
+        .map_err(|e| RouterError::Invalid(e.to_string()))
+    }
+
+    /// Splits `items` by owning shard, keeping their order within each shard.
+    pub fn group<T>(
+        &self,
+        items: Vec<T>,
+        id: impl Fn(&T) -> PointId,
+    ) -> Result<BTreeMap<u32, Vec<T>>> {
+        let mut groups: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+        for item in items {
+            groups.entry(self.owner(&id(&item))?).or_default().push(item);
+        }
+        Ok(groups)
+    }
+
+    /// The primary node of `shard`.
+    pub fn primary(&self, shard: u32) -> Result<&str> {
+        self.record
+            .shards
+            .get(&shard)
+            .and_then(|s| s.nodes.first())
+            .map(String::as_str)
+            .ok_or_else(|| RouterError::Internal(format!("shard {shard} has no node")))
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.record.config.dimension
+    }
+}
+
+/// Shards that failed, with why.
+pub type Failed = Vec<(u32, RouterError)>;
+
+/// Outcome of one shard's part of a fan-out.
+pub type ShardOutcome<T> = (u32, std::result::Result<T, RouterError>);
+
+impl Cluster {
+    pub fn new(config: Config, id: String, state: State, metrics: Arc<Metrics>) -> Cluster {
+        Cluster { config, id, state, metrics, clients: RwLock::default() }
+    }
+
+    /// Clients for `node`, created on first use.
+    pub fn clients(&self, node: &str) -> Result<NodeClients> {
+        let view = self.state.view();
+        let url = &view
+            .nodes
+            .get(node)
+            .ok_or_else(|| RouterError::Unavailable(format!("node {node} is not registered")))?
+            .url;
+        if let Some(c) = self.clients.read().get(url) {
+            return Ok(c.clone());
+        }
+        let make =
+            |t| ShardClient::with_timeout(url, t).map_err(|e| RouterError::Internal(e.to_string()));
+        let clients = NodeClients {
+            read: make(self.config.read_timeout())?,
+            write: make(self.config.write_timeout())?,
+        };
+        self.clients.write().insert(url.clone(), clients.clone());
+        Ok(clients)
+    }
+
+    /// The active collection `name` from the view, resolved for routing.
+    pub fn routed(&self, name: &str) -> Result<Routed> {
+        let view = self.state.view();
+        match view.collections.get(name) {
+            Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
+                Routed::new(record.clone(), *rev)
+            }
+            Some((record, _)) if record.lifecycle == Lifecycle::Creating => {
+                Err(RouterError::Unavailable(format!("collection {name} is still being created")))
+            }
+            _ => Err(RouterError::NotFound(format!("collection {name} does not exist"))),
+        }
+    }
+
+    /// The same, read straight from the metastore: after a shard said our map is stale.
+    pub async fn routed_fresh(&self, name: &str) -> Result<Routed> {
+        match self.state.fresh_collection(name).await? {
+            Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
+                Routed::new(record, rev)
+            }
+            _ => self.routed(name),
+        }
+    }
+
+    /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node
+    /// the controller marked down fails at once instead of waiting for its deadline.
+    pub async fn fan_out<T, F, Fut>(
+        &self,
+        routed: &Routed,
+        shards: &[u32],
+        call: F,
+    ) -> Vec<ShardOutcome<T>>
+    where
+        F: Fn(NodeClients, String, u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, ClientError>>,
+    {
+        let view = self.state.view();
+        let calls = shards.iter().map(|&shard| {
+            let target = routed.primary(shard).and_then(|node| {
+                if !view.is_healthy(node) {
+                    return Err(RouterError::Unavailable(format!(
+                        "shard {shard} is unavailable (node {node} is down)"
+                    )));
+                }
+                Ok((node.to_string(), self.clients(node)?))
+            });
+            let local = routed.record.local_name(shard);
+            let call = &call;
+            async move {
+                let result = match target {
+                    Ok((node, clients)) => call(clients, local, shard).await.map_err(|e| {
+                        self.metrics.shard_errors.with_label_values(&[&node]).inc();
+                        RouterError::from_shard(shard, &node, e)
+                    }),
+                    Err(e) => Err(e),
+                };
+                (shard, result)
+            }
+        });
+        join_all(calls).await
+    }
+}
+
+/// Whether a failed write may be retried: the shard was unreachable, is handing points off,
+/// or said the router's map is stale.
+pub fn retryable(err: &RouterError) -> bool {
+    match err {
+        RouterError::Unavailable(_) => true,
+        RouterError::Shard { code, .. } => *code == ErrorCode::WrongShard,
+        _ => false,
+    }
+}
+
+/// Splits fan-out outcomes into answers and the shards that failed; a client error (4xx from
+/// a shard) wins over unavailability since retrying will not help.
+pub fn collect<T>(outcomes: Vec<ShardOutcome<T>>) -> (Vec<(u32, T)>, Failed) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (shard, r) in outcomes {
+        match r {
+            Ok(v) => ok.push((shard, v)),
+            Err(e) => failed.push((shard, e)),
+        }
+    }
+    (ok, failed)
+}
+
+/// One error for a set of failed shards: the first client error if any, else a 503 naming
+/// every shard that did not answer.
+pub fn first_error(mut failed: Vec<(u32, RouterError)>) -> RouterError {
+    if let Some(i) = failed.iter().position(|(_, e)| !matches!(e, RouterError::Unavailable(_))) {
+        return failed.swap_remove(i).1;
+    }
+    let shards: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
+    let reasons: Vec<String> = failed.into_iter().map(|(_, e)| e.to_string()).collect();
+    RouterError::Unavailable(format!(
+        "shards {} cannot answer: {}",
+        shards.join(", "),
+        reasons.join("; ")
+    ))
+}

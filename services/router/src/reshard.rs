@@ -1,0 +1,501 @@
+//! Online resharding: add or remove a shard of a live collection, moving only the points
+//! whose owner changes, with reads and writes served throughout.
+//!
+//! The protocol (the controller drives it; its state lives in the collection record, so a new
+//! controller resumes it):
+//! 1. The new map is recorded next to the old one (`resharding`), with the new shard created
+//!    empty. Routers route by the *transition*: a point belongs to its old owner until that
+//!    owner is *cut over*, then to its new one. Reads carry the transition as `ownership`, so
+//!    each shard answers only for what it owns and no point is seen twice or missed.
+//! 2. For each source shard in turn: note its last LSN, copy its moving points (scroll, then
+//!    upsert on the target), replay its WAL from the noted LSN for the moving ids until caught
+//!    up, then *freeze* it (a write guard refusing writes to moving ids with a retryable 503),
+//!    replay the last records, record the cut-over in the metastore, and replace the guard by
+//!    one that refuses writes to the ids it no longer owns (`wrong_shard`: the router reloads
+//!    its map and resends). Writes to moving ids wait only between freeze and cut-over.
+//! 3. When every source is cut over, sources delete what they no longer own, the new map
+//!    becomes the collection's map, a removed shard is dropped, and every shard keeps a guard
+//!    for the final map so that a router with a stale map is corrected, never obeyed.
+//!
+//! Replaying the WAL on top of a copy converges because every logged write is last-writer-
+//! wins per point and per payload key: applying the records after the noted LSN, in order, to
+//! any state reached between that LSN and now gives the same result as applying them to the
+//! state at that LSN.
+
+use crate::cluster::{Cluster, Routed};
+use crate::error::{Result, RouterError};
+use crate::state::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+use vdb_api::*;
+use vdb_client::ShardClient;
+use vdb_sharding::{ShardMap, Transition};
+
+const COPY_BATCH: usize = 256;
+
+/// The ownership rule of `shard` once the sources `cut_over` are handed over.
+fn ownership(plan: &ReshardRecord, cut_over: &[u32], shard: u32) -> Ownership {
+    Ownership { from: plan.from.clone(), to: plan.to.clone(), cut_over: cut_over.to_vec(), shard }
+}
+const WAL_PAGE: usize = 1_000;
+
+impl Cluster {
+    /// Adds one shard (online). Returns once the resharding is recorded; the controller runs
+    /// it, and `GET /v1/collections/{name}` shows its progress.
+    pub async fn add_shard(&self, name: &str, req: AddShard) -> Result<CollectionInfo> {
+        let routed = self.routed(name)?;
+        let record = &routed.record;
+        let new = record.next_shard_id;
+        let mut shards = record.map.clone();
+        shards.push(new);
+        let sharding = match (&record.config.sharding, req.ranges) {
+            (Sharding::Range { .. }, Some(ranges)) => Sharding::Range { ranges },
+            (Sharding::Range { .. }, None) => {
+                return Err(RouterError::Invalid(
+                    "a range-sharded collection needs the new map's ranges to add a shard".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(RouterError::Invalid("ranges apply to range sharding only".into()))
+            }
+            (s, None) => s.clone(),
+        };
+        self.start_resharding(&routed, ShardMapSpec { sharding, shards }, Some(new)).await?;
+        self.describe_collection(name).await
+    }
+
+    /// Removes shard `shard` (online): its points move to the others.
+    pub async fn remove_shard(
+        &self,
+        name: &str,
+        shard: u32,
+        req: AddShard,
+    ) -> Result<CollectionInfo> {
+        let routed = self.routed(name)?;
+        let record = &routed.record;
+        if !record.map.contains(&shard) {
+            return Err(RouterError::NotFound(format!("collection {name} has no shard {shard}")));
+        }
+        if record.map.len() == 1 {
+            return Err(RouterError::Invalid("cannot remove the last shard".into()));
+        }
+        let shards: Vec<u32> = record.map.iter().copied().filter(|&s| s != shard).collect();
+        let sharding = match (&record.config.sharding, req.ranges) {
+            (Sharding::Range { .. }, Some(ranges)) => Sharding::Range { ranges },
+            (Sharding::Range { .. }, None) => {
+                return Err(RouterError::Invalid(
+                    "a range-sharded collection needs the new map's ranges to remove a shard"
+                        .into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(RouterError::Invalid("ranges apply to range sharding only".into()))
+            }
+            (s, None) => s.clone(),
+        };
+        self.start_resharding(&routed, ShardMapSpec { sharding, shards }, None).await?;
+        self.describe_collection(name).await
+    }
+
+    /// Splits the range of a hot range-sharded shard at its median id, or adds a shard to a
+    /// hashed collection.
+    pub async fn split_hot_shard(&self, name: &str, hot: u32) -> Result<()> {
+        let routed = self.routed(name)?;
+        let Sharding::Range { ranges } = &routed.record.config.sharding else {
+            self.add_shard(name, AddShard::default()).await?;
+            return Ok(());
+        };
+        let median = self.median_id(&routed, hot).await?;
+        let new = routed.record.next_shard_id;
+        let mut split = Vec::with_capacity(ranges.len() + 1);
+        for r in ranges {
+            if r.shard == hot && r.from < median && r.to.is_none_or(|to| median < to) {
+                split.push(ShardRange { shard: hot, from: r.from, to: Some(median) });
+                split.push(ShardRange { shard: new, from: median, to: r.to });
+            } else {
+                split.push(r.clone());
+            }
+        }
+        if split.len() == ranges.len() {
+            return Err(RouterError::Invalid(format!(
+                "shard {hot} has no range to split at {median}"
+            )));
+        }
+        self.add_shard(name, AddShard { ranges: Some(split) }).await.map(|_| ())
+    }
+
+    /// The id in the middle of `shard`'s points (scrolling ids only).
+    async fn median_id(&self, routed: &Routed, shard: u32) -> Result<u64> {
+        let client = self.clients(routed.primary(shard)?)?.read;
+        let local = routed.record.local_name(shard);
+        let total = client
+            .get_shard(&local)
+            .await
+            .map_err(|e| RouterError::from_shard(shard, "", e))?
+            .points;
+        let mut remaining = (total / 2).max(1) as usize;
+        let mut offset = None;
+        loop {
+            let page = client
+                .scroll(
+                    &local,
+                    &ScrollPoints {
+                        limit: remaining.min(10_000),
+                        offset,
+                        with_payload: false,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| RouterError::from_shard(shard, "", e))?;
+            remaining -= page.points.len().min(remaining);
+            match (remaining, page.next_offset) {
+                (0, Some(PointId::Num(n))) => return Ok(n),
+                (_, Some(next)) if remaining > 0 => offset = Some(next),
+                _ => {
+                    return Err(RouterError::Invalid(format!(
+                        "shard {shard} is too small to split"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn start_resharding(
+        &self,
+        routed: &Routed,
+        to: ShardMapSpec,
+        new: Option<u32>,
+    ) -> Result<()> {
+        let record = &routed.record;
+        if record.resharding.is_some() {
+            return Err(RouterError::Rejected {
+                code: ErrorCode::AlreadyExists,
+                message: format!("collection {} is already being resharded", record.name),
+            });
+        }
+        ShardMap::new(&to.sharding, &to.shards).map_err(|e| RouterError::Invalid(e.to_string()))?;
+        let mut next = record.clone();
+        if let Some(new) = new {
+            let loads = crate::catalog::node_loads(&self.state.view());
+            let placed =
+                vdb_sharding::place(&[new], record.config.replication_factor as usize, &loads)
+                    .map_err(|e| {
+                        RouterError::Unavailable(format!("cannot place the new shard: {e}"))
+                    })?;
+            next.shards.insert(new, ShardRecord { nodes: placed[&new].clone(), epoch: 1 });
+            next.next_shard_id = new + 1;
+            self.create_local_shards(&next, &[new]).await?;
+            // The new shard needs the collection's payload indexes.
+            let source = record.map[0];
+            let client = self.clients(routed.primary(source)?)?.read;
+            let info = client
+                .get_shard(&record.local_name(source))
+                .await
+                .map_err(|e| RouterError::from_shard(source, "", e))?;
+            let target = self.clients(&next.shards[&new].nodes[0])?.write;
+            for (field, kind) in info.payload_indexes {
+                target
+                    .create_index(&next.local_name(new), &CreatePayloadIndex { field, kind })
+                    .await
+                    .map_err(|e| RouterError::from_shard(new, "", e))?;
+            }
+        }
+        next.resharding =
+            Some(ReshardRecord { from: record.map_spec(), to, cut_over: vec![], copied: 0 });
+        let key = format!("{COLLECTIONS}{}", record.name);
+        if self.state.cas(&key, Some(routed.revision), &next).await?.is_none() {
+            return Err(RouterError::Unavailable(format!(
+                "collection {} changed meanwhile; retry",
+                record.name
+            )));
+        }
+        tracing::info!(collection = record.name, "resharding started");
+        Ok(())
+    }
+
+    /// Runs (or resumes) the resharding of `name` to its end.
+    pub async fn drive_resharding(&self, name: &str) -> Result<()> {
+        let routed = self.routed_fresh(name).await?;
+        let Some(plan) = routed.record.resharding.clone() else { return Ok(()) };
+        let started = Instant::now();
+        let transition = |cut_over: &[u32]| -> Result<Transition> {
+            let map = |s: &ShardMapSpec| {
+                ShardMap::new(&s.sharding, &s.shards)
+                    .map_err(|e| RouterError::Internal(e.to_string()))
+            };
+            Ok(Transition {
+                from: map(&plan.from)?,
+                to: map(&plan.to)?,
+                cut_over: cut_over.iter().copied().collect(),
+            })
+        };
+        // Copies left on targets by an interrupted attempt may be stale: clear them first.
+        let targets: BTreeSet<u32> = plan.to.shards.iter().copied().collect();
+        for &t in &targets {
+            let own = routed.record.ownership(t).expect("resharding");
+            self.shard_client(&routed, t)?
+                .delete_not_owned(&routed.record.local_name(t), &own)
+                .await
+                .map_err(|e| RouterError::from_shard(t, "", e))?;
+        }
+        let mut cut_over = plan.cut_over.clone();
+        for &source in &plan.from.shards {
+            if cut_over.contains(&source) {
+                continue;
+            }
+            let t = transition(&cut_over)?;
+            let copied = self.hand_off(&routed, &t, &plan, &cut_over, source).await?;
+            cut_over.push(source);
+            tracing::info!(collection = name, source, copied, "source cut over");
+        }
+        // Every source is cut over: routing equals the new map. Sources drop what moved.
+        let done = self.routed_fresh(name).await?;
+        for &source in &plan.from.shards {
+            let own = done.record.ownership(source).expect("resharding");
+            self.shard_client(&done, source)?
+                .delete_not_owned(&done.record.local_name(source), &own)
+                .await
+                .map_err(|e| RouterError::from_shard(source, "", e))?;
+        }
+        let removed: Vec<u32> =
+            plan.from.shards.iter().copied().filter(|s| !plan.to.shards.contains(s)).collect();
+        let finished = self
+            .state
+            .update_collection(name, |r| {
+                r.config.sharding = plan.to.sharding.clone();
+                r.map = plan.to.shards.clone();
+                r.resharding = None;
+                Ok::<_, RouterError>(true)
+            })
+            .await?
+            .ok_or_else(|| RouterError::NotFound(format!("collection {name} was deleted")))?;
+        // Keep a guard for the finished move everywhere, so a router with a stale map is told
+        // to reload it rather than obeyed.
+        for &shard in &plan.to.shards {
+            let guard =
+                WriteGuard { ownership: ownership(&plan, &plan.from.shards, shard), frozen: false };
+            let routed = Routed::new(finished.clone(), 0)?;
+            self.shard_client(&routed, shard)?
+                .install_guard(&finished.local_name(shard), &guard)
+                .await
+                .map_err(|e| RouterError::from_shard(shard, "", e))?;
+        }
+        for shard in removed {
+            let mut gone = finished.clone();
+            gone.shards = routed
+                .record
+                .shards
+                .iter()
+                .filter(|(s, _)| **s == shard)
+                .map(|(s, r)| (*s, r.clone()))
+                .collect();
+            self.drop_local_shards(&gone).await;
+            self.state
+                .update_collection(name, |r| {
+                    Ok::<_, RouterError>(r.shards.remove(&shard).is_some())
+                })
+                .await?;
+        }
+        self.metrics.reshard_seconds.observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            collection = name,
+            seconds = started.elapsed().as_secs_f64(),
+            "resharding finished"
+        );
+        Ok(())
+    }
+
+    fn shard_client(&self, routed: &Routed, shard: u32) -> Result<ShardClient> {
+        Ok(self.clients(routed.primary(shard)?)?.write)
+    }
+
+    /// Steps 2 of the protocol for one source: copy, catch up, freeze, cut over.
+    async fn hand_off(
+        &self,
+        routed: &Routed,
+        t: &Transition,
+        plan: &ReshardRecord,
+        cut_over: &[u32],
+        source: u32,
+    ) -> Result<u64> {
+        let name = &routed.record.name;
+        let local = routed.record.local_name(source);
+        let src = self.shard_client(routed, source)?;
+        let err = |e| RouterError::from_shard(source, "", e);
+        'attempt: loop {
+            let mut lsn = src.get_shard(&local).await.map_err(err)?.last_lsn;
+            let mut copied = 0u64;
+            let mut offset = None;
+            loop {
+                let page = src
+                    .scroll(
+                        &local,
+                        &ScrollPoints {
+                            limit: COPY_BATCH,
+                            offset,
+                            with_payload: true,
+                            with_vector: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+                let points = page.points.into_iter().map(|r| Point {
+                    id: r.id,
+                    vector: r.vector.unwrap_or_default(),
+                    payload: r.payload.map(serde_json::Value::Object),
+                });
+                copied += self
+                    .apply_to_targets(
+                        routed,
+                        t,
+                        source,
+                        WalEntry::Upsert { points: points.collect() },
+                    )
+                    .await?;
+                match page.next_offset {
+                    Some(next) => offset = Some(next),
+                    None => break,
+                }
+            }
+            // Catch up, then freeze and drain the last records.
+            for frozen in [false, true] {
+                if frozen {
+                    let guard =
+                        WriteGuard { ownership: ownership(plan, cut_over, source), frozen: true };
+                    src.install_guard(&local, &guard).await.map_err(err)?;
+                }
+                loop {
+                    let page = match src.wal(&local, lsn, Some(WAL_PAGE)).await {
+                        Ok(p) => p,
+                        Err(e) if e.code() == Some(ErrorCode::WalTruncated) => {
+                            tracing::info!(
+                                collection = name,
+                                source,
+                                "WAL truncated under the copy; starting over"
+                            );
+                            continue 'attempt;
+                        }
+                        Err(e) => return Err(err(e)),
+                    };
+                    let Some(last) = page.records.last().map(|r| r.lsn) else { break };
+                    for record in page.records {
+                        self.apply_to_targets(routed, t, source, record.op).await?;
+                    }
+                    lsn = last;
+                }
+            }
+            let frozen_at = Instant::now();
+            self.state
+                .update_collection(name, |r| {
+                    let Some(rs) = r.resharding.as_mut() else {
+                        return Err(RouterError::Unavailable("resharding was cancelled".into()));
+                    };
+                    if !rs.cut_over.contains(&source) {
+                        rs.cut_over.push(source);
+                        rs.copied += copied;
+                    }
+                    Ok(true)
+                })
+                .await?
+                .ok_or_else(|| RouterError::NotFound(format!("collection {name} was deleted")))?;
+            let mut now_cut = cut_over.to_vec();
+            now_cut.push(source);
+            let guard = WriteGuard { ownership: ownership(plan, &now_cut, source), frozen: false };
+            src.install_guard(&local, &guard).await.map_err(err)?;
+            self.metrics.write_block_seconds.observe(frozen_at.elapsed().as_secs_f64());
+            return Ok(copied);
+        }
+    }
+
+    /// Applies a source's logged write to the targets of its moving points; returns how many
+    /// points it touched there.
+    async fn apply_to_targets(
+        &self,
+        routed: &Routed,
+        t: &Transition,
+        source: u32,
+        op: WalEntry,
+    ) -> Result<u64> {
+        let target_of = |id: &PointId| -> Option<u32> {
+            match t.moves(id) {
+                Ok(Some((from, to))) if from == source => Some(to),
+                _ => None,
+            }
+        };
+        let mut by_target: BTreeMap<u32, WalEntry> = BTreeMap::new();
+        let split_ids = |ids: Vec<PointId>| {
+            let mut m: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
+            for id in ids {
+                if let Some(to) = target_of(&id) {
+                    m.entry(to).or_default().push(id);
+                }
+            }
+            m
+        };
+        match op {
+            WalEntry::Upsert { points } => {
+                let mut m: BTreeMap<u32, Vec<Point>> = BTreeMap::new();
+                for p in points {
+                    if let Some(to) = target_of(&p.id) {
+                        m.entry(to).or_default().push(p);
+                    }
+                }
+                by_target
+                    .extend(m.into_iter().map(|(to, points)| (to, WalEntry::Upsert { points })));
+            }
+            WalEntry::Delete { ids } => {
+                by_target.extend(
+                    split_ids(ids).into_iter().map(|(to, ids)| (to, WalEntry::Delete { ids })),
+                );
+            }
+            WalEntry::SetPayload { ids, payload } => by_target.extend(
+                split_ids(ids)
+                    .into_iter()
+                    .map(|(to, ids)| (to, WalEntry::SetPayload { ids, payload: payload.clone() })),
+            ),
+            WalEntry::OverwritePayload { ids, payload } => {
+                by_target.extend(split_ids(ids).into_iter().map(|(to, ids)| {
+                    (to, WalEntry::OverwritePayload { ids, payload: payload.clone() })
+                }))
+            }
+            WalEntry::DeletePayload { ids, keys } => by_target.extend(
+                split_ids(ids)
+                    .into_iter()
+                    .map(|(to, ids)| (to, WalEntry::DeletePayload { ids, keys: keys.clone() })),
+            ),
+            // Index changes reach every shard through the router already.
+            WalEntry::CreateIndex { .. } | WalEntry::DropIndex { .. } => {}
+        }
+        let mut touched = 0;
+        for (to, entry) in by_target {
+            let c = self.shard_client(routed, to)?;
+            let local = routed.record.local_name(to);
+            let result = match entry {
+                WalEntry::Upsert { points } => c.upsert(&local, &UpsertPoints { points }).await,
+                WalEntry::Delete { ids } => {
+                    c.delete_points(&local, &PointSelector { ids: Some(ids), filter: None }).await
+                }
+                WalEntry::SetPayload { ids, payload } => {
+                    c.set_payload(&local, &SetPayload { payload, ids: Some(ids), filter: None })
+                        .await
+                }
+                WalEntry::OverwritePayload { ids, payload } => {
+                    c.overwrite_payload(
+                        &local,
+                        &SetPayload { payload, ids: Some(ids), filter: None },
+                    )
+                    .await
+                }
+                WalEntry::DeletePayload { ids, keys } => {
+                    c.delete_payload(&local, &DeletePayload { keys, ids: Some(ids), filter: None })
+                        .await
+                }
+                WalEntry::CreateIndex { .. } | WalEntry::DropIndex { .. } => continue,
+            };
+            touched += result.map_err(|e| RouterError::from_shard(to, "", e))?.affected;
+        }
+        Ok(touched)
+    }
+}

@@ -1,0 +1,247 @@
+//! Scatter-gather search: every shard is asked for its best `k + offset` at once, and the
+//! answers are merged into the global top-k (score order of the metric, ties by id, no id
+//! twice). When many shards answer, payloads and vectors are fetched in a second round for
+//! the final top-k only, instead of shipping `shards × (k + offset)` of them.
+
+use crate::cluster::{collect, first_error, Cluster, Routed};
+use crate::error::{Result, RouterError};
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use vdb_api::*;
+
+/// The largest `k + offset` a search may ask for.
+pub const MAX_DEPTH: usize = 10_000;
+
+impl Cluster {
+    pub async fn search(
+        &self,
+        name: &str,
+        req: CollectionSearch,
+    ) -> Result<CollectionSearchResult> {
+        let mut results =
+            self.search_batch(name, CollectionBatchSearch { searches: vec![req] }).await?;
+        Ok(results.results.pop().expect("one result per search"))
+    }
+
+    /// Many searches, one request per shard.
+    pub async fn search_batch(
+        &self,
+        name: &str,
+        req: CollectionBatchSearch,
+    ) -> Result<CollectionBatchSearchResult> {
+        let routed = self.routed(name)?;
+        if req.searches.is_empty() {
+            return Err(RouterError::Invalid("searches must not be empty".into()));
+        }
+        for (i, s) in req.searches.iter().enumerate() {
+            validate(&routed, s).map_err(|e| match e {
+                RouterError::Invalid(m) if req.searches.len() > 1 => {
+                    RouterError::Invalid(format!("searches[{i}]: {m}"))
+                }
+                e => e,
+            })?;
+        }
+        let shards = routed.record.all_shards();
+        let two_phase = shards.len() > self.config.two_phase_fanout;
+        let (routed_ref, searches) = (&routed, &req.searches);
+        let outcomes = self
+            .fan_out(&routed, &shards, |c, local, shard| async move {
+                let ask = BatchSearchRequest {
+                    searches: searches
+                        .iter()
+                        .map(|s| per_shard(routed_ref, s, shard, two_phase))
+                        .collect(),
+                };
+                c.read.search_batch(&local, &ask).await
+            })
+            .await;
+        let (ok, failed) = collect(outcomes);
+        let partial_ok = req.searches.iter().all(|s| s.allow_partial);
+        if !failed.is_empty()
+            && (!partial_ok
+                || failed.iter().any(|(_, e)| !matches!(e, RouterError::Unavailable(_))))
+        {
+            return Err(first_error(failed));
+        }
+        let mut missing: Vec<u32> = failed.iter().map(|(s, _)| *s).collect();
+        missing.sort_unstable();
+        let higher = routed.record.config.metric.higher_is_better();
+        let mut results = Vec::with_capacity(req.searches.len());
+        for (q, search) in req.searches.iter().enumerate() {
+            let lists = ok.iter().map(|(_, r)| r.results[q].points.clone()).collect();
+            let points = merge_top_k(lists, search.k, search.offset, higher);
+            results.push(CollectionSearchResult {
+                points,
+                partial: !missing.is_empty(),
+                missing_shards: missing.clone(),
+            });
+        }
+        if two_phase {
+            for (result, search) in results.iter_mut().zip(&req.searches) {
+                if search.with_payload || search.with_vector {
+                    self.attach(name, result, search).await?;
+                }
+            }
+        }
+        self.metrics.searches.inc_by(req.searches.len() as u64);
+        Ok(CollectionBatchSearchResult { results })
+    }
+
+    /// The second round: payloads and vectors of the final hits only.
+    async fn attach(
+        &self,
+        name: &str,
+        result: &mut CollectionSearchResult,
+        search: &CollectionSearch,
+    ) -> Result<()> {
+        if result.points.is_empty() {
+            return Ok(());
+        }
+        let ids = result.points.iter().map(|p| p.id).collect();
+        let ask = GetPoints {
+            ids,
+            with_payload: search.with_payload,
+            with_vector: search.with_vector,
+            ownership: None,
+        };
+        let mut records: HashMap<PointId, Record> =
+            self.get(name, ask).await?.points.into_iter().map(|r| (r.id, r)).collect();
+        // A point deleted between the rounds is dropped rather than shown without its data.
+        result.points.retain_mut(|p| match records.remove(&p.id) {
+            Some(r) => {
+                p.payload = r.payload;
+                p.vector = r.vector;
+                true
+            }
+            None => false,
+        });
+        Ok(())
+    }
+}
+
+fn validate(routed: &Routed, s: &CollectionSearch) -> Result<()> {
+    if s.k == 0 || s.k + s.offset > MAX_DEPTH {
+        return Err(RouterError::Invalid(format!(
+            "k must be at least 1 and k + offset at most {MAX_DEPTH}, got k {} offset {}",
+            s.k, s.offset
+        )));
+    }
+    if s.vector.len() != routed.dimension() {
+        return Err(RouterError::Rejected {
+            code: ErrorCode::DimensionMismatch,
+            message: format!(
+                "query vector has {} dimensions, collection {} expects {}",
+                s.vector.len(),
+                routed.record.name,
+                routed.dimension()
+            ),
+        });
+    }
+    if let Some(f) = &s.filter {
+        vdb_api::filter::validate(f)
+            .map_err(|message| RouterError::Rejected { code: ErrorCode::InvalidFilter, message })?;
+    }
+    Ok(())
+}
+
+fn per_shard(routed: &Routed, s: &CollectionSearch, shard: u32, two_phase: bool) -> SearchRequest {
+    SearchRequest {
+        vector: s.vector.clone(),
+        k: s.k + s.offset,
+        ef: s.ef.or(Some(routed.record.config.hnsw.ef_search)),
+        filter: s.filter.clone(),
+        score_threshold: s.score_threshold,
+        with_payload: s.with_payload && !two_phase,
+        with_vector: s.with_vector && !two_phase,
+        exact: s.exact,
+        plan: s.plan,
+        ownership: routed.record.ownership(shard),
+    }
+}
+
+/// Orders hits best first for the metric, ties by id.
+pub fn rank(higher_is_better: bool) -> impl Fn(&ScoredPoint, &ScoredPoint) -> Ordering {
+    move |a, b| {
+        let by_score = if higher_is_better {
+            b.score.total_cmp(&a.score)
+        } else {
+            a.score.total_cmp(&b.score)
+        };
+        by_score.then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// The global top-k of per-shard top lists: ranked, each id once (its best hit), `offset`
+/// skipped.
+pub fn merge_top_k(
+    lists: Vec<Vec<ScoredPoint>>,
+    k: usize,
+    offset: usize,
+    higher_is_better: bool,
+) -> Vec<ScoredPoint> {
+    let mut all: Vec<ScoredPoint> = lists.into_iter().flatten().collect();
+    all.sort_by(rank(higher_is_better));
+    let mut seen = HashSet::with_capacity(all.len());
+    all.into_iter().filter(|p| seen.insert(p.id)).skip(offset).take(k).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hit(id: u64, score: f32) -> ScoredPoint {
+        ScoredPoint { id: id.into(), score, payload: None, vector: None }
+    }
+
+    fn ids(hits: &[ScoredPoint]) -> Vec<PointId> {
+        hits.iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn merges_by_metric_order_with_ties_by_id() {
+        let a = vec![hit(5, 0.9), hit(1, 0.5)];
+        let b = vec![hit(3, 0.9), hit(2, 0.7)];
+        let merged = merge_top_k(vec![a.clone(), b.clone()], 3, 0, true);
+        assert_eq!(ids(&merged), vec![3.into(), 5.into(), 2.into()]);
+        // l2: lower is better.
+        let merged = merge_top_k(vec![a, b], 2, 1, false);
+        assert_eq!(ids(&merged), vec![2.into(), 3.into()]);
+    }
+
+    #[test]
+    fn duplicate_ids_appear_once() {
+        let merged =
+            merge_top_k(vec![vec![hit(1, 0.9)], vec![hit(1, 0.8), hit(2, 0.1)]], 5, 0, true);
+        assert_eq!(ids(&merged), vec![1.into(), 2.into()]);
+        assert_eq!(merged[0].score, 0.9);
+    }
+
+    proptest! {
+        /// Merging per-shard top lists equals the top-k of everything, for any split.
+        #[test]
+        fn merge_equals_global_top_k(
+            scores in proptest::collection::vec(-1000i32..1000, 1..200),
+            shards in 1usize..6,
+            k in 1usize..30,
+            offset in 0usize..10,
+            higher in any::<bool>(),
+        ) {
+            let points: Vec<ScoredPoint> =
+                scores.iter().enumerate().map(|(i, &s)| hit(i as u64, s as f32 / 10.0)).collect();
+            let mut global = points.clone();
+            global.sort_by(rank(higher));
+            let expected: Vec<PointId> = ids(&global).into_iter().skip(offset).take(k).collect();
+            let lists = (0..shards)
+                .map(|s| {
+                    let mut mine: Vec<ScoredPoint> =
+                        points.iter().filter(|p| matches!(p.id, PointId::Num(n) if n as usize % shards == s)).cloned().collect();
+                    mine.sort_by(rank(higher));
+                    mine.truncate(k + offset);
+                    mine
+                })
+                .collect();
+            prop_assert_eq!(ids(&merge_top_k(lists, k, offset, higher)), expected);
+        }
+    }
+}
