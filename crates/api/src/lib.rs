@@ -11,9 +11,11 @@
 //! - [`shard`]: local shard configuration, description and node status.
 //! - [`points`]: point writes and reads (upsert, get, delete, payload, count, scroll).
 //! - [`search`]: search requests and results.
+//! - [`embed`]: the embedder's requests and answers (embed, OpenAI embeddings, tokenize, info).
 //! - [`error`]: the JSON error body and the one `ErrorCode` → HTTP status table.
 
 pub mod collection;
+pub mod embed;
 pub mod error;
 pub mod filter;
 pub mod ids;

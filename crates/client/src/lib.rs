@@ -24,6 +24,8 @@
 //! # }
 //! ```
 
+pub mod embedder;
+
 use reqwest::{Method, Response, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
