@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Loads the debian-minilm dataset into a VDB shard node over HTTP (standard library only).
+"""Loads the debian-minilm dataset into VDB over HTTP (standard library only).
 
-Usage: load_dataset.py URL SHARD [--limit N] [--batch N]
+Usage: load_dataset.py URL TARGET [--limit N] [--batch N]
+TARGET is a collection name (the router's /v1/collections/TARGET) or, with --shard, a local
+shard of a shard node (/v1/shards/TARGET).
 Reads $VDB_DATA_DIR/debian-minilm (default ../shared/data relative to the repository).
 """
 import argparse
@@ -33,7 +35,8 @@ def call(method, url, body):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("url")
-    p.add_argument("shard")
+    p.add_argument("target")
+    p.add_argument("--shard", action="store_true", help="TARGET is a local shard of a shard node")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--batch", type=int, default=500)
     a = p.parse_args()
@@ -41,6 +44,7 @@ def main():
     data = os.path.join(root, "debian-minilm")
     if not os.path.exists(os.path.join(data, "base.fvecs")):
         sys.exit(f"dataset missing at {data}: set VDB_DATA_DIR or run scripts/make-dataset.sh")
+    points = f"{a.url}/v1/{'shards' if a.shard else 'collections'}/{a.target}/points"
     started, n, batch = time.time(), 0, []
     with open(os.path.join(data, "docs.jsonl")) as docs:
         for vec, line in zip(fvecs(os.path.join(data, "base.fvecs")), docs):
@@ -51,10 +55,10 @@ def main():
             batch.append({"id": d["id"], "vector": vec, "payload": payload})
             n += 1
             if len(batch) == a.batch:
-                call("PUT", f"{a.url}/v1/shards/{a.shard}/points", {"points": batch})
+                call("PUT", points, {"points": batch})
                 batch = []
     if batch:
-        call("PUT", f"{a.url}/v1/shards/{a.shard}/points", {"points": batch})
+        call("PUT", points, {"points": batch})
     print(f"loaded {n} points in {time.time() - started:.1f}s")
 
 
