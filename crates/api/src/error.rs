@@ -36,6 +36,11 @@ pub enum ErrorCode {
     NotFound,
     /// It exists already.
     AlreadyExists,
+    /// A write names a point this shard does not own (a write guard is installed during a
+    /// resharding); the message names the owning shard.
+    WrongShard,
+    /// The WAL no longer holds the LSN asked for (truncated behind a snapshot).
+    WalTruncated,
     /// The body exceeds the configured limit.
     PayloadTooLarge,
     /// The body's content type is not JSON.
@@ -52,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (the most generic code of each status first).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidArgument,
         ErrorCode::DimensionMismatch,
@@ -61,6 +66,8 @@ impl ErrorCode {
         ErrorCode::InvalidPayload,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
+        ErrorCode::WrongShard,
+        ErrorCode::WalTruncated,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unprocessable,
@@ -79,7 +86,8 @@ impl ErrorCode {
             | ErrorCode::InvalidFilter
             | ErrorCode::InvalidPayload => 400,
             ErrorCode::NotFound => 404,
-            ErrorCode::AlreadyExists => 409,
+            ErrorCode::AlreadyExists | ErrorCode::WrongShard => 409,
+            ErrorCode::WalTruncated => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unprocessable => 422,
@@ -99,6 +107,8 @@ impl ErrorCode {
             ErrorCode::InvalidPayload => "invalid_payload",
             ErrorCode::NotFound => "not_found",
             ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::WrongShard => "wrong_shard",
+            ErrorCode::WalTruncated => "wal_truncated",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unprocessable => "unprocessable",
@@ -132,5 +142,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
         assert_eq!(ErrorCode::Overloaded.http_status(), 429);
+        assert_eq!(ErrorCode::WrongShard.http_status(), 409);
+        assert_eq!(ErrorCode::WalTruncated.http_status(), 410);
     }
 }

@@ -11,6 +11,7 @@
 //! - [`shard`]: local shard configuration, description and node status.
 //! - [`points`]: point writes and reads (upsert, get, delete, payload, count, scroll).
 //! - [`search`]: search requests and results.
+//! - [`replication`]: the WAL as JSON records and the write guard (resharding, moves).
 //! - [`embed`]: the embedder's requests and answers (embed, OpenAI embeddings, tokenize, info).
 //! - [`error`]: the JSON error body and the one `ErrorCode` → HTTP status table.
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod points;
+pub mod replication;
 pub mod search;
 pub mod shard;
 
@@ -28,6 +30,7 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
 pub use ids::PointId;
 pub use points::*;
+pub use replication::{WalEntry, WalPage, WalRecord, WriteGuard, DEFAULT_WAL_PAGE, MAX_WAL_PAGE};
 pub use search::*;
 pub use shard::*;
 

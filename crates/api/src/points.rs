@@ -1,5 +1,6 @@
 //! Point writes and reads.
 
+use crate::collection::Ownership;
 use crate::filter::Filter;
 use crate::ids::PointId;
 use crate::Payload;
@@ -43,6 +44,10 @@ pub struct GetPoints {
     pub with_vector: bool,
     #[serde(default = "yes")]
     pub with_payload: bool,
+    /// Answer as if points owned by another shard (per this rule) did not exist; routers
+    /// send it during a resharding so every point is answered by exactly one shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -109,6 +114,10 @@ pub struct DeletePayload {
 pub struct CountPoints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// Answer as if points owned by another shard (per this rule) did not exist; routers
+    /// send it during a resharding so every point is answered by exactly one shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -132,6 +141,10 @@ pub struct ScrollPoints {
     pub with_payload: bool,
     #[serde(default)]
     pub with_vector: bool,
+    /// Answer as if points owned by another shard (per this rule) did not exist; routers
+    /// send it during a resharding so every point is answered by exactly one shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
 }
 
 fn default_scroll_limit() -> usize {
@@ -146,6 +159,7 @@ impl Default for ScrollPoints {
             offset: None,
             with_payload: true,
             with_vector: false,
+            ownership: None,
         }
     }
 }

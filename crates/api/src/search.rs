@@ -1,5 +1,6 @@
 //! Search requests and results.
 
+use crate::collection::Ownership;
 use crate::filter::Filter;
 use crate::ids::PointId;
 use crate::Payload;
@@ -56,6 +57,11 @@ pub struct SearchRequest {
     pub exact: bool,
     #[serde(default)]
     pub plan: PlanChoice,
+    /// Answer as if points owned by another shard (per this rule) did not exist: one more
+    /// filter condition. Routers send it during a resharding so every point is answered by
+    /// exactly one shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
 }
 
 fn default_k() -> usize {
@@ -74,6 +80,7 @@ impl SearchRequest {
             with_vector: false,
             exact: false,
             plan: PlanChoice::Auto,
+            ownership: None,
         }
     }
 }

@@ -161,6 +161,9 @@ pub struct ShardInfo {
     /// Approximate bytes held by payloads.
     pub payload_bytes: u64,
     pub payload_indexes: BTreeMap<String, PayloadIndexKind>,
+    /// The write guard installed on this shard, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::replication::WriteGuard>,
 }
 
 /// `GET /v1/shards`.
@@ -180,6 +183,10 @@ pub struct ShardStatus {
     pub last_lsn: u64,
     pub points: u64,
     pub state: ShardState,
+    /// A write guard is installed (a resharding or move is under way); see `GET
+    /// /v1/shards/{name}` for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guarded: bool,
 }
 
 /// `GET /v1/status`: what this node hosts, for routers and replication.

@@ -32,9 +32,9 @@ use serde::Serialize;
 use std::time::Duration;
 use vdb_api::{
     BatchSearchRequest, BatchSearchResult, CountPoints, CountResult, CreatePayloadIndex,
-    DeletePayload, ErrorBody, ErrorCode, GetPoints, NodeStatus, PointSelector, Records,
+    DeletePayload, ErrorBody, ErrorCode, GetPoints, NodeStatus, Ownership, PointSelector, Records,
     ScrollPoints, ScrollResult, SearchRequest, SearchResult, SetPayload, ShardConfig, ShardInfo,
-    ShardList, SnapshotInfo, UpsertPoints, WriteResult,
+    ShardList, SnapshotInfo, UpsertPoints, WalPage, WriteGuard, WriteResult,
 };
 
 /// The per-request timeout used by [`ShardClient::new`]: generous, because a large upsert or a
@@ -227,6 +227,44 @@ impl ShardClient {
         self.json(Method::POST, &["v1", "shards", name, "snapshot"], NO_BODY).await
     }
 
+    /// `GET /v1/shards/{name}/wal`: up to `limit` (server default 1000) WAL records after LSN
+    /// `after`. A log truncated past `after + 1` answers [`ErrorCode::WalTruncated`] (410).
+    pub async fn wal(&self, name: &str, after: u64, limit: Option<usize>) -> Result<WalPage> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Config("base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["v1", "shards", name, "wal"]);
+        url.query_pairs_mut().append_pair("after", &after.to_string());
+        if let Some(limit) = limit {
+            url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        }
+        let response = self.http.get(url).send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `PUT /v1/shards/{name}/guard`: installs (or replaces) the shard's write guard.
+    pub async fn install_guard(&self, name: &str, guard: &WriteGuard) -> Result<ShardInfo> {
+        self.json(Method::PUT, &["v1", "shards", name, "guard"], Some(guard)).await
+    }
+
+    /// `DELETE /v1/shards/{name}/guard`: removes the write guard (fine when there is none).
+    pub async fn remove_guard(&self, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &["v1", "shards", name, "guard"], NO_BODY).await.map(drop)
+    }
+
+    /// `POST /v1/shards/{name}/points/delete_not_owned`: deletes every point the shard does not
+    /// own under `ownership`, as one write.
+    pub async fn delete_not_owned(&self, name: &str, ownership: &Ownership) -> Result<WriteResult> {
+        let path = ["v1", "shards", name, "points", "delete_not_owned"];
+        self.json(Method::POST, &path, Some(ownership)).await
+    }
+
     /// Sends a request and decodes its JSON answer.
     async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
@@ -305,6 +343,14 @@ mod tests {
         assert_eq!(e.code(), Some(ErrorCode::PayloadTooLarge));
         assert_eq!(e.status(), Some(413));
         assert!(matches!(api_error(405, b""), ClientError::Decode(_)));
+    }
+
+    #[test]
+    fn resharding_codes_map_from_their_statuses() {
+        assert_eq!(api_error(410, b"gone").code(), Some(ErrorCode::WalTruncated));
+        let body = br#"{"error":{"code":"wrong_shard","message":"point 3 belongs to shard 1"}}"#;
+        assert_eq!(api_error(409, body).code(), Some(ErrorCode::WrongShard));
+        assert_eq!(api_error(409, b"").code(), Some(ErrorCode::AlreadyExists));
     }
 
     #[test]

@@ -130,13 +130,18 @@ async fn every_endpoint_against_the_real_shard() {
     let batch = BatchSearchRequest { searches: vec![filtered.clone(), filtered] };
     assert_eq!(client.search_batch("s", &batch).await.unwrap().results.len(), 2);
 
-    let get = GetPoints { ids: vec![3.into(), 99.into()], with_vector: true, with_payload: true };
+    let get = GetPoints {
+        ids: vec![3.into(), 99.into()],
+        with_vector: true,
+        with_payload: true,
+        ownership: None,
+    };
     let records = client.get_points("s", &get).await.unwrap();
     assert_eq!(records.points.len(), 1);
     assert_eq!(records.points[0].payload.as_ref().unwrap()["section"], "a");
 
     let section_a = Filter::must(Condition::matches("section", "a"));
-    let count = CountPoints { filter: Some(section_a.clone()) };
+    let count = CountPoints { filter: Some(section_a.clone()), ownership: None };
     assert_eq!(client.count("s", &count).await.unwrap().count, 2);
 
     let mut payload = Payload::new();
@@ -147,7 +152,12 @@ async fn every_endpoint_against_the_real_shard() {
     client.overwrite_payload("s", &replace).await.unwrap();
     let drop_keys = DeletePayload { keys: vec!["size".into()], ids: ids(&[1]), filter: None };
     client.delete_payload("s", &drop_keys).await.unwrap();
-    let get = GetPoints { ids: vec![1.into(), 2.into()], with_vector: false, with_payload: true };
+    let get = GetPoints {
+        ids: vec![1.into(), 2.into()],
+        with_vector: false,
+        with_payload: true,
+        ownership: None,
+    };
     let records = client.get_points("s", &get).await.unwrap().points;
     let p1 = records[0].payload.as_ref().unwrap();
     assert!(p1.contains_key("tag") && p1.contains_key("section") && !p1.contains_key("size"));

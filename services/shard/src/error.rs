@@ -16,6 +16,16 @@ pub enum ShardError {
     /// Recovering or shutting down; retry elsewhere or later.
     #[error("{0}")]
     Unavailable(String),
+    /// A write guard refuses a point owned by another shard.
+    #[error("{0}")]
+    WrongShard(String),
+    /// A frozen write guard refuses a point being handed off; retry at once (through the
+    /// router, which will send it to its new owner once it is cut over).
+    #[error("{0}")]
+    HandingOff(String),
+    /// The WAL no longer holds the records asked for.
+    #[error("{0}")]
+    WalTruncated(String),
     #[error("wal: {0}")]
     Wal(#[from] vdb_wal::WalError),
     #[error(transparent)]
@@ -39,7 +49,9 @@ impl From<ShardError> for ApiError {
             ShardError::Invalid(code, message) => ApiError::new(code, message),
             ShardError::NotFound(m) => ApiError::not_found(m),
             ShardError::AlreadyExists(m) => ApiError::new(ErrorCode::AlreadyExists, m),
-            ShardError::Unavailable(m) => ApiError::unavailable(m),
+            ShardError::Unavailable(m) | ShardError::HandingOff(m) => ApiError::unavailable(m),
+            ShardError::WrongShard(m) => ApiError::new(ErrorCode::WrongShard, m),
+            ShardError::WalTruncated(m) => ApiError::new(ErrorCode::WalTruncated, m),
             other => {
                 // The cause stays in the log; the client gets no internals.
                 tracing::error!(error = %other, "shard operation failed");

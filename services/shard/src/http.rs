@@ -2,10 +2,12 @@
 //! blocking pool, and map the result. `openapi/shard.json` is generated from the annotations
 //! here (see [`ApiDoc`]).
 
+use crate::error::ShardError;
 use crate::node::Node;
 use crate::ops::PayloadMode;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -16,6 +18,7 @@ use vdb_common::{ApiError, Json};
 
 type Node_ = State<Arc<Node>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
+type WriteReply<T> = Result<Json<T>, WriteError>;
 
 /// The whole API, with metrics and the body limit applied.
 pub fn app(node: Arc<Node>) -> Router {
@@ -30,6 +33,7 @@ pub fn app(node: Arc<Node>) -> Router {
         .route("/v1/shards/{name}/points", put(upsert))
         .route("/v1/shards/{name}/points/get", post(get_points))
         .route("/v1/shards/{name}/points/delete", post(delete_points))
+        .route("/v1/shards/{name}/points/delete_not_owned", post(delete_not_owned))
         .route("/v1/shards/{name}/points/payload", post(set_payload).put(overwrite_payload))
         .route("/v1/shards/{name}/points/payload/delete", post(delete_payload))
         .route("/v1/shards/{name}/points/count", post(count))
@@ -39,6 +43,8 @@ pub fn app(node: Arc<Node>) -> Router {
         .route("/v1/shards/{name}/index", put(create_index))
         .route("/v1/shards/{name}/index/{field}", axum::routing::delete(drop_index))
         .route("/v1/shards/{name}/snapshot", post(snapshot))
+        .route("/v1/shards/{name}/wal", get(wal))
+        .route("/v1/shards/{name}/guard", put(install_guard).delete(remove_guard))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(metrics, vdb_common::metrics::track))
         .layer(DefaultBodyLimit::max(node.config.max_body_bytes))
@@ -107,20 +113,50 @@ async fn drop_shard(State(node): Node_, Path(name): Path<String>) -> Result<Stat
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The error answer of a write. A write refused because its points are being handed off
+/// (a frozen write guard) also carries `Retry-After: 0`: retrying through the router at once
+/// reaches the new owner as soon as the source is cut over.
+struct WriteError {
+    error: ApiError,
+    retry_now: bool,
+}
+
+impl From<ApiError> for WriteError {
+    fn from(error: ApiError) -> Self {
+        WriteError { error, retry_now: false }
+    }
+}
+
+impl IntoResponse for WriteError {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if self.retry_now {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        }
+        response
+    }
+}
+
 /// Runs a write on the named shard and lets the node schedule a snapshot after it.
 async fn write<T: Send + 'static>(
     node: Arc<Node>,
     name: String,
     op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    node.blocking(move |n| {
-        let shard = n.writable_shard(&name)?;
-        let out = op(&shard)?;
-        n.after_write(&shard);
-        Ok(out)
-    })
-    .await
-    .map(Json)
+) -> WriteReply<T> {
+    let out = node
+        .blocking(move |n| {
+            let shard = n.writable_shard(&name)?;
+            match op(&shard) {
+                Ok(out) => {
+                    n.after_write(&shard);
+                    Ok(Ok(out))
+                }
+                Err(ShardError::HandingOff(m)) => Ok(Err(m)),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    out.map(Json).map_err(|m| WriteError { error: ApiError::unavailable(m), retry_now: true })
 }
 
 /// Runs a read on the named shard.
@@ -132,14 +168,21 @@ async fn read<T: Send + 'static>(
     node.blocking(move |n| op(n, &*n.shard(&name)?)).await.map(Json)
 }
 
+/// Inserts or replaces a batch of points, all or nothing.
+///
+/// While a write guard is installed (`PUT /v1/shards/{name}/guard`), writes naming points owned
+/// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
+/// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(put, path = "/v1/shards/{name}/points", tag = "points", request_body = UpsertPoints,
     params(("name" = String, Path)),
-    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
+    (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn upsert(
     State(node): Node_,
     Path(name): Path<String>,
     Json(req): Json<UpsertPoints>,
-) -> ApiResult<WriteResult> {
+) -> WriteReply<WriteResult> {
     write(node, name, move |s| s.upsert(req.points)).await
 }
 
@@ -153,47 +196,75 @@ async fn get_points(
     read(node, name, move |_, s| s.get(&req)).await
 }
 
+/// Deletes points by ids or by filter.
+///
+/// While a write guard is installed (`PUT /v1/shards/{name}/guard`), writes naming points owned
+/// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
+/// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/delete", tag = "points", request_body = PointSelector,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
+    (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn delete_points(
     State(node): Node_,
     Path(name): Path<String>,
     Json(req): Json<PointSelector>,
-) -> ApiResult<WriteResult> {
+) -> WriteReply<WriteResult> {
     write(node, name, move |s| s.delete(req)).await
 }
 
+/// Merges keys into the payloads of points selected by ids or by filter.
+///
+/// While a write guard is installed (`PUT /v1/shards/{name}/guard`), writes naming points owned
+/// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
+/// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
+    (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn set_payload(
     State(node): Node_,
     Path(name): Path<String>,
     Json(req): Json<SetPayload>,
-) -> ApiResult<WriteResult> {
+) -> WriteReply<WriteResult> {
     write(node, name, move |s| s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Merge))
         .await
 }
 
+/// Replaces the payloads of points selected by ids or by filter.
+///
+/// While a write guard is installed (`PUT /v1/shards/{name}/guard`), writes naming points owned
+/// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
+/// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(put, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
+    (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn overwrite_payload(
     State(node): Node_,
     Path(name): Path<String>,
     Json(req): Json<SetPayload>,
-) -> ApiResult<WriteResult> {
+) -> WriteReply<WriteResult> {
     write(node, name, move |s| {
         s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Overwrite)
     })
     .await
 }
 
+/// Removes keys from the payloads of points selected by ids or by filter.
+///
+/// While a write guard is installed (`PUT /v1/shards/{name}/guard`), writes naming points owned
+/// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
+/// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/payload/delete", tag = "points", request_body = DeletePayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult)))]
+    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
+    (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn delete_payload(
     State(node): Node_,
     Path(name): Path<String>,
     Json(req): Json<DeletePayload>,
-) -> ApiResult<WriteResult> {
+) -> WriteReply<WriteResult> {
     write(node, name, move |s| s.delete_payload_keys(req.keys, req.ids, req.filter)).await
 }
 
@@ -204,7 +275,7 @@ async fn count(
     Path(name): Path<String>,
     Json(req): Json<CountPoints>,
 ) -> ApiResult<CountResult> {
-    read(node, name, move |_, s| Ok(CountResult { count: s.count(req.filter.as_ref())? })).await
+    read(node, name, move |_, s| Ok(CountResult { count: s.count(&req)? })).await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/scroll", tag = "points", request_body = ScrollPoints,
@@ -289,6 +360,98 @@ async fn drop_index(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes, as one logged write, every point this shard does not own under the given rule.
+///
+/// The clean-up of a source shard after its points were copied to their new owners (and the
+/// rule cut over). The write guard does not apply to it. Points no map of the rule can route
+/// (e.g. a UUID under range sharding) have no owner and are deleted too.
+#[utoipa::path(post, path = "/v1/shards/{name}/points/delete_not_owned", tag = "resharding",
+    request_body = Ownership, params(("name" = String, Path)),
+    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody, description = "invalid ownership rule"),
+    (status = 404, body = ErrorBody)))]
+async fn delete_not_owned(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<Ownership>,
+) -> WriteReply<WriteResult> {
+    write(node, name, move |s| s.delete_not_owned(&req)).await
+}
+
+/// Query of `GET /v1/shards/{name}/wal`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WalQuery {
+    /// Return records after this LSN (0: from the start).
+    #[serde(default)]
+    after: u64,
+    /// Most records to return (1..=10000, default 1000).
+    limit: Option<usize>,
+}
+
+/// Reads the shard's write-ahead log: records with LSNs `after + 1`, `after + 2`, ... in order.
+///
+/// A page ends early when its records grow large or the log ends (an empty page: caught up to
+/// `last_lsn`). Records are never returned beyond the last applied write, nor half-written,
+/// while writes go on. When `after + 1` was already truncated behind a snapshot the answer is
+/// 410 `wal_truncated`: copy the points (scroll) instead, then tail from a newer LSN.
+#[utoipa::path(get, path = "/v1/shards/{name}/wal", tag = "resharding",
+    params(("name" = String, Path), WalQuery),
+    responses((status = 200, body = WalPage), (status = 400, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 410, body = ErrorBody, description = "wal_truncated")))]
+async fn wal(
+    State(node): Node_,
+    Path(name): Path<String>,
+    query: Result<Query<WalQuery>, QueryRejection>,
+) -> ApiResult<WalPage> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_WAL_PAGE);
+    read(node, name, move |_, s| s.wal_page(q.after, limit)).await
+}
+
+/// Installs (or replaces) the write guard of a source shard during a resharding or move.
+///
+/// Persisted in the shard's directory (`guard.json`, written atomically and fsynced), so it
+/// survives restarts; it is not logged in the WAL. While installed, checked before anything
+/// is logged (a refused write changes nothing):
+/// - a write by ids (upsert, delete, payload by ids) naming any point whose owner under
+///   `ownership` is not `ownership.shard` is refused whole with 409 `wrong_shard`; the message
+///   names the point and its owner;
+/// - with `frozen: true`, a write touching a point this shard owns under `ownership.from` whose
+///   owner under `ownership.to` is another shard is refused with 503 `unavailable` and
+///   `Retry-After: 0` ("points are being handed off; retry");
+/// - a write by filter applies only to the matching points this shard owns; the others are
+///   skipped, not refused (frozen: refused as above if one of them is being handed off);
+/// - `delete_not_owned`, payload indexes and reads are not affected.
+#[utoipa::path(put, path = "/v1/shards/{name}/guard", tag = "resharding", request_body = WriteGuard,
+    params(("name" = String, Path)),
+    responses((status = 200, body = ShardInfo), (status = 400, body = ErrorBody, description = "invalid ownership rule"),
+    (status = 404, body = ErrorBody)))]
+async fn install_guard(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<WriteGuard>,
+) -> ApiResult<ShardInfo> {
+    node.blocking(move |n| {
+        let shard = n.writable_shard(&name)?;
+        shard.install_guard(req)?;
+        Ok(n.describe(&shard))
+    })
+    .await
+    .map(Json)
+}
+
+/// Removes the write guard (204 also when none was installed).
+#[utoipa::path(delete, path = "/v1/shards/{name}/guard", tag = "resharding",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "no guard is installed now"), (status = 404, body = ErrorBody)))]
+async fn remove_guard(
+    State(node): Node_,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    node.blocking(move |n| n.writable_shard(&name)?.remove_guard()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/v1/shards/{name}/snapshot", tag = "shards",
     params(("name" = String, Path)), responses((status = 200, body = SnapshotInfo)))]
 async fn snapshot(State(node): Node_, Path(name): Path<String>) -> ApiResult<SnapshotInfo> {
@@ -323,7 +486,11 @@ async fn snapshot(State(node): Node_, Path(name): Path<String>) -> ApiResult<Sna
         search_batch,
         create_index,
         drop_index,
-        snapshot
+        snapshot,
+        wal,
+        install_guard,
+        remove_guard,
+        delete_not_owned
     ),
     components(schemas(
         ErrorBody,

@@ -7,6 +7,8 @@
 //! - [`node`]: the local shards of this process, the blocking-work limiter, readiness, shutdown.
 //! - [`shard`]: one local shard and its write path (validate → WAL → apply).
 //! - [`durability`]: WAL fsync on a timer and at shutdown; snapshots.
+//! - [`wal_tail`]: the WAL read back as JSON records (resharding, moves, replication).
+//! - [`ownership`], [`guard`]: which points a shard owns during a resharding; the write guard.
 //! - [`read`]: get, count, scroll and search with the planner.
 //! - [`index`]: the USearch index made safe to share.
 //! - [`store`]: ids and payloads; [`ops`]: WAL records; [`snapshot`]: snapshot files.
@@ -15,15 +17,18 @@
 pub mod config;
 pub mod durability;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod node;
 pub mod ops;
+pub mod ownership;
 pub mod read;
 pub mod shard;
 pub mod snapshot;
 pub mod store;
+pub mod wal_tail;
 
 use std::future::Future;
 use std::time::Duration;

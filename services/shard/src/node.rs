@@ -1,7 +1,8 @@
 //! [`Node`]: the local shards this process hosts, and what they share — the blocking-work
 //! limiter, the insert pool, metrics, readiness and the shutdown switch.
 //!
-//! Layout on disk: `<data_dir>/shards/<name>/{config.json, wal/, snapshots/}`.
+//! Layout on disk: `<data_dir>/shards/<name>/{config.json, wal/, snapshots/, guard.json}`
+//! (`guard.json` only while a write guard is installed).
 //! At start the node serves at once (`/readyz` false) while shards recover in the background.
 
 use crate::config::Config;
@@ -187,6 +188,7 @@ impl Node {
             index: shard.index.stats(),
             payload_bytes: data.store.payload_bytes(),
             payload_indexes: data.indexes.fields(),
+            guard: shard.guard(),
         }
     }
 
@@ -220,6 +222,7 @@ impl Node {
                     last_lsn: s.last_lsn(),
                     points: s.data.read().store.len() as u64,
                     state: ShardState::Active,
+                    guarded: s.guard.read().is_some(),
                 },
                 Slot::Recovering | Slot::Failed => ShardStatus {
                     name: name.clone(),
@@ -234,6 +237,7 @@ impl Node {
                     } else {
                         ShardState::Recovering
                     },
+                    guarded: false,
                 },
             })
             .collect();

@@ -8,16 +8,22 @@
 //!   (all points without a filter), which gives the true top-k.
 //!
 //! Results are ordered best first with ties broken by id, so exact results are deterministic.
+//!
+//! Every read may carry an `ownership` rule (during a resharding): points owned by another
+//! shard are then invisible, as if they were not stored here. For search it is one more filter
+//! condition, so an unfiltered search with an ownership runs as a filtered one.
 
 use crate::error::{Result, ShardError};
 use crate::index::exact_score;
+use crate::ownership::Owner;
 use crate::shard::{LocalShard, ShardData};
+use crate::store::Entry;
 use std::cmp::Ordering;
 use vdb_api::{
-    ErrorCode, Filter, GetPoints, PlanChoice, PointId, Record, Records, ScoredPoint, ScrollPoints,
-    ScrollResult, SearchPlan, SearchRequest, SearchResult,
+    CountPoints, ErrorCode, Filter, GetPoints, Ownership, PlanChoice, PointId, Record, Records,
+    ScoredPoint, ScrollPoints, ScrollResult, SearchPlan, SearchRequest, SearchResult,
 };
-use vdb_payload::PreparedFilter;
+use vdb_payload::{Estimate, PreparedFilter};
 
 /// Largest `k`, scroll `limit` and `ef` a request may ask for.
 pub const MAX_K: usize = 10_000;
@@ -57,26 +63,45 @@ pub fn matching_keys(data: &ShardData, filter: &Filter) -> Vec<u64> {
     }
 }
 
+/// The owner rule of a read, built once per request.
+fn owner(ownership: &Option<Ownership>) -> Result<Option<Owner>> {
+    ownership.as_ref().map(Owner::new).transpose()
+}
+
+/// Whether a point is visible to a read with this owner rule.
+fn visible(owner: &Option<Owner>, entry: &Entry) -> bool {
+    owner.as_ref().is_none_or(|o| o.owns(&entry.id))
+}
+
 impl LocalShard {
     pub fn get(&self, req: &GetPoints) -> Result<Records> {
+        let owner = owner(&req.ownership)?;
         let data = self.data.read();
         let mut seen = std::collections::HashSet::new();
         let points = req
             .ids
             .iter()
             .filter(|id| seen.insert(**id))
+            .filter(|id| owner.as_ref().is_none_or(|o| o.owns(id)))
             .filter_map(|id| data.store.key_of(id))
             .map(|key| self.record(&data, key, req.with_payload, req.with_vector))
             .collect::<Result<Vec<_>>>()?;
         Ok(Records { points })
     }
 
-    pub fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+    pub fn count(&self, req: &CountPoints) -> Result<u64> {
+        let filter =
+            req.filter.as_ref().filter(|f| !f.is_empty()).map(checked_filter).transpose()?;
+        let owner = owner(&req.ownership)?;
         let data = self.data.read();
-        Ok(match filter {
-            None => data.store.len() as u64,
-            Some(f) if f.is_empty() => data.store.len() as u64,
-            Some(f) => matching_keys(&data, checked_filter(f)?).len() as u64,
+        Ok(match (filter, &owner) {
+            (None, None) => data.store.len() as u64,
+            (Some(f), None) => matching_keys(&data, f).len() as u64,
+            (None, Some(o)) => data.store.iter().filter(|(_, e)| o.owns(&e.id)).count() as u64,
+            (Some(f), Some(o)) => matching_keys(&data, f)
+                .into_iter()
+                .filter(|&k| data.store.get(k).is_some_and(|e| o.owns(&e.id)))
+                .count() as u64,
         })
     }
 
@@ -85,11 +110,13 @@ impl LocalShard {
             return Err(ShardError::invalid(format!("limit must be 1..={MAX_K}")));
         }
         let filter = req.filter.as_ref().map(checked_filter).transpose()?.map(PreparedFilter::new);
+        let owner = owner(&req.ownership)?;
         let data = self.data.read();
         let mut page = data
             .store
             .iter_from(req.offset.as_ref())
             .filter(|(_, e)| filter.as_ref().is_none_or(|f| f.matches(&e.id, &e.payload)))
+            .filter(|(_, e)| visible(&owner, e))
             .take(req.limit + 1)
             .map(|(k, _)| k)
             .collect::<Vec<_>>();
@@ -136,13 +163,14 @@ impl LocalShard {
         let choice = if req.exact { PlanChoice::Exact } else { req.plan };
         let filter =
             req.filter.as_ref().filter(|f| !f.is_empty()).map(checked_filter).transpose()?;
+        let owner = owner(&req.ownership)?;
         let ef = req.ef.unwrap_or(self.config.hnsw.ef_search).max(req.k);
         let started = std::time::Instant::now();
 
         let data = self.data.read();
         let total = data.store.len() as u64;
-        let (plan, hits) = match filter {
-            None => {
+        let (plan, hits) = match (filter, &owner) {
+            (None, None) => {
                 let plan =
                     vdb_payload::choose_plan(None, total, req.k, planner.exact_threshold, choice);
                 let hits = match plan {
@@ -156,8 +184,8 @@ impl LocalShard {
                 };
                 (plan, hits)
             }
-            Some(f) => {
-                let estimate = self.estimate(&data, f);
+            (filter, owner) => {
+                let estimate = self.estimate_visible(&data, filter, owner.as_ref());
                 let plan = vdb_payload::choose_plan(
                     Some(&estimate),
                     total,
@@ -166,18 +194,25 @@ impl LocalShard {
                     choice,
                 );
                 let hits = match plan {
-                    SearchPlan::Exact => self.brute_force(
-                        &data,
-                        &req.vector,
-                        req.k,
-                        matching_keys(&data, f).into_iter(),
-                    )?,
+                    SearchPlan::Exact => {
+                        let keys = match filter {
+                            Some(f) => matching_keys(&data, f),
+                            None => data.store.iter().map(|(k, _)| k).collect(),
+                        };
+                        let keys = keys.into_iter().filter(|&k| {
+                            owner.is_none() || data.store.get(k).is_some_and(|e| visible(owner, e))
+                        });
+                        self.brute_force(&data, &req.vector, req.k, keys)?
+                    }
                     _ => {
                         let ef =
                             vdb_payload::filtered_ef(ef, req.k, estimate.selectivity(), MAX_EF);
-                        let f = PreparedFilter::new(f);
+                        let f = filter.map(PreparedFilter::new);
                         self.index.filtered_search(&req.vector, req.k, ef, |key| {
-                            data.store.get(key).is_some_and(|e| f.matches(&e.id, &e.payload))
+                            data.store.get(key).is_some_and(|e| {
+                                f.as_ref().is_none_or(|f| f.matches(&e.id, &e.payload))
+                                    && visible(owner, e)
+                            })
                         })?
                     }
                 };
@@ -217,7 +252,35 @@ impl LocalShard {
         Ok(SearchResult { points, plan })
     }
 
-    fn estimate(&self, data: &ShardData, filter: &Filter) -> vdb_payload::Estimate {
+    /// How many points the filter and the owner rule together let through (at least one is
+    /// given). The owned fraction comes from the same sample as the filter's estimate and is
+    /// assumed independent of the filter; a sample holding every point counts exactly.
+    fn estimate_visible(
+        &self,
+        data: &ShardData,
+        filter: Option<&Filter>,
+        owner: Option<&Owner>,
+    ) -> Estimate {
+        let total = data.store.len() as u64;
+        let base = filter.map_or(Estimate::exact(total, total), |f| self.estimate(data, f));
+        let Some(owner) = owner else { return base };
+        let sample: Vec<&Entry> = data.store.iter().take(SAMPLE).map(|(_, e)| e).collect();
+        if sample.len() as u64 >= total {
+            let f = filter.map(PreparedFilter::new);
+            let n = sample
+                .iter()
+                .filter(|e| owner.owns(&e.id))
+                .filter(|e| f.as_ref().is_none_or(|f| f.matches(&e.id, &e.payload)))
+                .count();
+            return Estimate::exact(n as u64, total);
+        }
+        let owned = sample.iter().filter(|e| owner.owns(&e.id)).count() as f64;
+        let fraction = owned / sample.len() as f64;
+        let scale = |n: u64| (n as f64 * fraction).round() as u64;
+        Estimate { min: scale(base.min), expected: scale(base.expected), max: base.max, total }
+    }
+
+    fn estimate(&self, data: &ShardData, filter: &Filter) -> Estimate {
         // The store iterates in hash order, which is unrelated to ids and payloads: its first
         // points are a fair sample, stable while the shard is unchanged, and cost O(SAMPLE).
         let sample = data.store.iter().take(SAMPLE).map(|(_, e)| (&e.id, &e.payload));

@@ -15,6 +15,7 @@
 //! The read side (get, count, scroll, search) lives in [`crate::read`].
 
 use crate::error::{Result, ShardError};
+use crate::guard::Guard;
 use crate::index::VectorIndex;
 use crate::ops::{PayloadMode, StoredId, WalOp, WalPoint};
 use crate::snapshot::{self, PointsImage};
@@ -66,6 +67,8 @@ pub struct LocalShard {
     last_lsn: AtomicU64,
     pub(crate) snapshot_lsn: AtomicU64,
     pub(crate) snapshotting: AtomicBool,
+    /// The write guard, if one is installed; changed only under `writer` (see [`crate::guard`]).
+    pub(crate) guard: RwLock<Option<Arc<Guard>>>,
     pub(crate) env: ShardEnv,
 }
 
@@ -127,6 +130,7 @@ impl LocalShard {
         })
         .map_err(|e| ShardError::Corrupt(format!("{}: {e}", dir.display())))?;
         let shard = Self::assemble(name, config, dir, index, data, wal, snapshot_lsn, env);
+        *shard.guard.write() = crate::guard::load(dir)?.map(Arc::new);
         for record in replayed {
             let op = WalOp::decode(&record.payload).map_err(|e| {
                 ShardError::Corrupt(format!("{}: lsn {}: {e}", dir.display(), record.lsn))
@@ -172,6 +176,7 @@ impl LocalShard {
             writer: Mutex::new(Writer { wal, records_since_snapshot: 0 }),
             snapshot_lsn: AtomicU64::new(snapshot_lsn),
             snapshotting: AtomicBool::new(false),
+            guard: RwLock::new(None),
             env,
         }
     }
@@ -289,7 +294,12 @@ impl LocalShard {
             (Some(_), None) => None,
         };
         let mut writer = self.writer.lock();
-        let resolved: Vec<StoredId> = {
+        let guard = self.guard.read().clone();
+        if let (Some(guard), Some(ids)) = (&guard, ids) {
+            guard.check_ids(ids.iter())?;
+        }
+        let by_filter = filter.is_some();
+        let mut resolved: Vec<StoredId> = {
             let data = self.data.read();
             match (ids, filter) {
                 (Some(ids), _) => {
@@ -306,6 +316,9 @@ impl LocalShard {
                 (None, None) => unreachable!("checked above"),
             }
         };
+        if let (Some(guard), true) = (&guard, by_filter) {
+            resolved = guard.keep_owned(resolved)?;
+        }
         if resolved.is_empty() {
             return Ok(WriteResult { lsn: self.last_lsn(), affected: 0 });
         }
@@ -315,10 +328,19 @@ impl LocalShard {
 
     fn write(&self, op: WalOp, affected: u64) -> Result<WriteResult> {
         let mut writer = self.writer.lock();
+        if let (Some(guard), WalOp::Upsert { points }) = (&*self.guard.read(), &op) {
+            let ids: Vec<PointId> = points.iter().map(|p| p.id.into()).collect();
+            guard.check_ids(ids.iter())?;
+        }
         self.log_and_apply(&mut writer, op, affected)
     }
 
-    fn log_and_apply(&self, writer: &mut Writer, op: WalOp, affected: u64) -> Result<WriteResult> {
+    pub(crate) fn log_and_apply(
+        &self,
+        writer: &mut Writer,
+        op: WalOp,
+        affected: u64,
+    ) -> Result<WriteResult> {
         if let WalOp::Upsert { points } = &op {
             self.index.reserve_for(points.len())?;
         }

@@ -1,0 +1,227 @@
+//! The write guard a router installs on a source shard while its points move elsewhere
+//! (resharding, shard moves), and where it is kept.
+//!
+//! Rules, checked under the writer lock before anything is logged:
+//! - a write by ids (upsert, delete, payload by ids) naming any id this shard does not own is
+//!   refused whole with 409 `wrong_shard`, the message naming the id and its owner;
+//! - with `frozen`, a write touching an id this shard owns under `from` but not under `to` is
+//!   refused with 503 `unavailable` and `Retry-After: 0`: the point is being handed off;
+//! - a write by filter applies only to the matching points this shard owns (the others are
+//!   skipped, not refused), and is refused like the above when frozen and one of them is being
+//!   handed off.
+//!
+//! Persistence: `<shard dir>/guard.json`, written to a temporary file, fsynced, renamed over the
+//! old one and the directory fsynced; removing the guard deletes the file and fsyncs the
+//! directory. It is loaded with the shard, so a guard survives restarts; an unreadable guard
+//! file refuses the shard rather than let writes through unguarded. The guard is not logged
+//! in the WAL: it is a property of this copy of the shard, not of its data.
+
+use crate::error::{Result, ShardError};
+use crate::ops::{StoredId, WalOp};
+use crate::ownership::Owner;
+use crate::shard::LocalShard;
+use std::path::Path;
+use std::sync::Arc;
+use vdb_api::{Ownership, PointId, WriteGuard, WriteResult};
+
+const FILE: &str = "guard.json";
+
+pub struct Guard {
+    pub spec: WriteGuard,
+    owner: Owner,
+}
+
+impl Guard {
+    /// Validates the guard's ownership (400 when it is not a valid rule).
+    pub fn new(spec: WriteGuard) -> Result<Self> {
+        let owner = Owner::new(&spec.ownership)?;
+        Ok(Guard { spec, owner })
+    }
+
+    /// Checks a write naming `ids`: refused whole if any is owned elsewhere, or (frozen) if any
+    /// is being handed off. Wrong-shard ids are looked for first: retrying cannot fix them.
+    pub fn check_ids<'a>(&self, ids: impl Iterator<Item = &'a PointId> + Clone) -> Result<()> {
+        let shard = self.owner.shard();
+        for id in ids.clone() {
+            match self.owner.owner(id) {
+                Ok(s) if s == shard => {}
+                Ok(other) => {
+                    return Err(ShardError::WrongShard(format!(
+                        "point {id} belongs to shard {other}, not to shard {shard}"
+                    )))
+                }
+                Err(e) => {
+                    return Err(ShardError::WrongShard(format!(
+                        "point {id} belongs to no shard during this resharding: {e}"
+                    )))
+                }
+            }
+        }
+        if self.spec.frozen {
+            if let Some(id) = ids.into_iter().find(|id| self.owner.handed_off_to(id).is_some()) {
+                return Err(handing_off(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the ids this shard owns, for a write by filter; refused (frozen) if one of them is
+    /// being handed off.
+    pub fn keep_owned(&self, ids: Vec<StoredId>) -> Result<Vec<StoredId>> {
+        let kept: Vec<StoredId> =
+            ids.into_iter().filter(|&id| self.owner.owns(&PointId::from(id))).collect();
+        if self.spec.frozen {
+            if let Some(&id) =
+                kept.iter().find(|&&id| self.owner.handed_off_to(&PointId::from(id)).is_some())
+            {
+                return Err(handing_off(&PointId::from(id)));
+            }
+        }
+        Ok(kept)
+    }
+}
+
+impl LocalShard {
+    /// The installed guard, if any.
+    pub fn guard(&self) -> Option<WriteGuard> {
+        self.guard.read().as_ref().map(|g| g.spec.clone())
+    }
+
+    /// Installs (or replaces) the write guard, durably, between two writes.
+    pub fn install_guard(&self, spec: WriteGuard) -> Result<()> {
+        let guard = Guard::new(spec)?;
+        let _writer = self.writer.lock();
+        save(&self.dir, &guard.spec)?;
+        *self.guard.write() = Some(Arc::new(guard));
+        tracing::info!(shard = %self.name, "write guard installed");
+        Ok(())
+    }
+
+    /// Removes the write guard (nothing to do when there is none).
+    pub fn remove_guard(&self) -> Result<()> {
+        let _writer = self.writer.lock();
+        remove(&self.dir)?;
+        if self.guard.write().take().is_some() {
+            tracing::info!(shard = %self.name, "write guard removed");
+        }
+        Ok(())
+    }
+
+    /// Deletes, as one logged write, every point this shard does not own under `ownership`
+    /// (the clean-up after its points were copied to their new owners). The write guard does
+    /// not apply: this is how a guarded source sheds the points it no longer owns.
+    pub fn delete_not_owned(&self, ownership: &Ownership) -> Result<WriteResult> {
+        let owner = Owner::new(ownership)?;
+        let mut writer = self.writer.lock();
+        let ids: Vec<StoredId> = {
+            let data = self.data.read();
+            data.store
+                .iter_from(None)
+                .filter(|(_, e)| !owner.owns(&e.id))
+                .map(|(_, e)| e.id.into())
+                .collect()
+        };
+        if ids.is_empty() {
+            return Ok(WriteResult { lsn: self.last_lsn(), affected: 0 });
+        }
+        let n = ids.len() as u64;
+        self.log_and_apply(&mut writer, WalOp::Delete { ids }, n)
+    }
+}
+
+fn handing_off(id: &PointId) -> ShardError {
+    ShardError::HandingOff(format!(
+        "points are being handed off; retry (point {id} is moving to another shard)"
+    ))
+}
+
+/// The guard stored in `dir`, if any.
+pub fn load(dir: &Path) -> Result<Option<Guard>> {
+    let bytes = match std::fs::read(dir.join(FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let spec: WriteGuard = serde_json::from_slice(&bytes)
+        .map_err(|e| ShardError::Corrupt(format!("{}: {FILE}: {e}", dir.display())))?;
+    let guard = Guard::new(spec)
+        .map_err(|e| ShardError::Corrupt(format!("{}: {FILE}: {e}", dir.display())))?;
+    Ok(Some(guard))
+}
+
+/// Stores `spec` in `dir` atomically and durably.
+pub fn save(dir: &Path, spec: &WriteGuard) -> Result<()> {
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(spec).expect("guards serialise"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(FILE))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Removes the stored guard (nothing to do when there is none).
+pub fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(dir.join(FILE)) {
+        Ok(()) => Ok(std::fs::File::open(dir)?.sync_all()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vdb_api::{Ownership, ShardMapSpec, Sharding};
+
+    fn guard(frozen: bool) -> Guard {
+        let spec =
+            |shards: &[u32]| ShardMapSpec { sharding: Sharding::Hash, shards: shards.into() };
+        let ownership =
+            Ownership { from: spec(&[0, 1]), to: spec(&[0, 1, 2]), cut_over: vec![], shard: 0 };
+        Guard::new(WriteGuard { ownership, frozen }).unwrap()
+    }
+
+    #[test]
+    fn ids_owned_elsewhere_are_refused_before_hand_offs() {
+        let g = guard(true);
+        let ids: Vec<PointId> = (0..500u64).map(PointId::Num).collect();
+        let mine: Vec<PointId> = ids.iter().copied().filter(|id| g.owner.owns(id)).collect();
+        let staying: Vec<PointId> =
+            mine.iter().copied().filter(|id| g.owner.handed_off_to(id).is_none()).collect();
+        let leaving = mine.iter().find(|id| g.owner.handed_off_to(id).is_some()).unwrap();
+        let foreign = ids.iter().find(|id| !g.owner.owns(id)).unwrap();
+        g.check_ids(staying.iter()).unwrap();
+        assert!(matches!(g.check_ids([leaving].into_iter()), Err(ShardError::HandingOff(_))));
+        match g.check_ids([leaving, foreign].into_iter()) {
+            Err(ShardError::WrongShard(m)) => {
+                assert!(m.contains(&format!("point {foreign} ")), "{m}")
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        guard(false).check_ids(mine.iter()).unwrap();
+    }
+
+    #[test]
+    fn filter_writes_keep_owned_ids() {
+        let g = guard(false);
+        let ids: Vec<StoredId> = (0..500u64).map(StoredId::Num).collect();
+        let kept = g.keep_owned(ids.clone()).unwrap();
+        assert!(!kept.is_empty() && kept.len() < ids.len());
+        assert!(kept.iter().all(|&id| g.owner.owns(&id.into())));
+        assert!(matches!(guard(true).keep_owned(ids), Err(ShardError::HandingOff(_))));
+    }
+
+    #[test]
+    fn guards_persist_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let g = guard(true);
+        save(dir.path(), &g.spec).unwrap();
+        assert_eq!(load(dir.path()).unwrap().unwrap().spec, g.spec);
+        remove(dir.path()).unwrap();
+        remove(dir.path()).unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join(FILE), b"{").unwrap();
+        assert!(matches!(load(dir.path()), Err(ShardError::Corrupt(_))));
+    }
+}
