@@ -8,6 +8,10 @@ command -v make >/dev/null || need_apt+=(make)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
+# etcd-client (vdb-meta) compiles etcd's .proto files at build time.
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+# A real etcd for the vdb-meta tests and the local fleet's `etcd://` metastore.
+command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
