@@ -41,6 +41,7 @@ site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 mkdir -p "$tfdir"
 ln -sfn "$site/tensorflow/libtensorflow_cc.so.2" "$tfdir/libtensorflow.so"
 ln -sfn "$site/tensorflow/libtensorflow_cc.so.2" "$tfdir/libtensorflow.so.2"
+ln -sfn "$site/tensorflow/libtensorflow_cc.so.2" "$tfdir/libtensorflow_cc.so.2"
 ln -sfn "$site/tensorflow/libtensorflow_framework.so.2" "$tfdir/libtensorflow_framework.so"
 ln -sfn "$site/tensorflow/libtensorflow_framework.so.2" "$tfdir/libtensorflow_framework.so.2"
 cat >"$tfdir/tensorflow.pc" <<EOF
@@ -63,6 +64,7 @@ fi
 cat >"$cache/embedder.env" <<EOF
 # Written by scripts/setup-embedder.sh: the environment the embedder's feature build needs.
 export LIBTORCH_USE_PYTORCH=1
+export VIRTUAL_ENV="$venv"
 export PATH="$venv/bin:\$PATH"
 export PKG_CONFIG_PATH="$tfdir\${PKG_CONFIG_PATH:+:\$PKG_CONFIG_PATH}"
 export LD_LIBRARY_PATH="$site/torch/lib:$tfdir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"

@@ -3,6 +3,7 @@
 //! `bench/README.md` for what is measured and the fairness rules).
 
 mod data;
+mod embed;
 mod http;
 mod raw;
 mod report;
@@ -27,6 +28,9 @@ enum Command {
     /// One shard over HTTP vs raw USearch in-process: build/ingest rate, then QPS, latency and
     /// recall@10 per ef, plain and filtered by section.
     Shard(ShardArgs),
+    /// The embedder over HTTP (torch and tensorflow, CPU) vs sentence-transformers: texts/s
+    /// and p50/p99 at 1, 8 and 64 concurrent clients.
+    Embed(embed::EmbedArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,8 +96,11 @@ const QUICK_DOCS: usize = 10_000;
 const QUICK_QUERIES: usize = 200;
 
 fn main() -> std::process::ExitCode {
-    let Command::Shard(args) = Cli::parse().command;
-    match shard(args) {
+    let result = match Cli::parse().command {
+        Command::Shard(args) => shard(args),
+        Command::Embed(args) => embed::run(args),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The cause chain says what to fix; a backtrace (RUST_BACKTRACE) would bury it.
@@ -265,7 +272,7 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["vdb-bench", "shard", "--quick", "--ef", "8,16"]).unwrap();
-        let Command::Shard(args) = cli.command;
+        let Command::Shard(args) = cli.command else { panic!("not shard") };
         assert!(args.quick);
         assert_eq!(args.ef, vec![8, 16]);
     }

@@ -1,6 +1,9 @@
 //! With the `torch` feature: keeps `libtorch_cuda` linked even though no symbol of it is used
 //! directly (the linker's default `--as-needed` drops it, and then libtorch silently reports
-//! no GPU), and records libtorch's directory as the binary's run path.
+//! no GPU), and records libtorch's directory as the binary's run path. With `tensorflow`:
+//! records the directory of the pkg-config `tensorflow` library as a run path too.
+//! `LD_LIBRARY_PATH` still wins, which is how a binary carried to another machine finds that
+//! machine's libraries.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,6 +11,15 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    if std::env::var_os("CARGO_FEATURE_TENSORFLOW").is_some() {
+        let out = Command::new("pkg-config").args(["--variable=libdir", "tensorflow"]).output();
+        if let Ok(dir) = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()) {
+            if !dir.is_empty() {
+                println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+            }
+        }
+    }
     if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
         return;
     }

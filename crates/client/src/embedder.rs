@@ -182,6 +182,12 @@ impl EmbedderClient {
         }
     }
 
+    /// `GET /metrics`: Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, EmbedError> {
+        let bytes = self.raw(Method::GET, "metrics", None::<&()>).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
