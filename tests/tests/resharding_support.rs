@@ -329,7 +329,8 @@ fn the_write_guard_refuses_and_skips_and_persists() {
     let http = node.http();
     create(&http, "g", 0, 1);
     upsert(&http, "g", 0..100);
-    let plain = ownership(hash(&[0, 1]), hash(&[0, 1]), &[], 0);
+    // Shard 0 was the only shard and has handed the points of new shard 1 over.
+    let plain = ownership(hash(&[0]), hash(&[0, 1]), &[0], 0);
     let mine = scroll_all(&http, "g", Some(&plain));
     let theirs: Vec<u64> = (0..100).filter(|i| !mine.contains(i)).collect();
     assert!(!mine.is_empty() && !theirs.is_empty());
@@ -339,7 +340,7 @@ fn the_write_guard_refuses_and_skips_and_persists() {
     assert_eq!(r.1["guard"], json!({"ownership": plain, "frozen": false}));
     assert_eq!(http.get("/v1/status").unwrap().1["shards"][0]["guarded"], true);
 
-    // Writes by ids naming a point owned elsewhere are refused whole and change nothing.
+    // Writes by ids naming a point handed over are refused whole and change nothing.
     let lsn = last_lsn(&http, "g");
     let (m, t) = (mine[0], theirs[0]);
     let refused = [

@@ -178,10 +178,18 @@ impl Cluster {
             let call = &call;
             async move {
                 let result = match target {
-                    Ok((node, clients)) => call(clients, local, shard).await.map_err(|e| {
-                        self.metrics.shard_errors.with_label_values(&[&node]).inc();
-                        RouterError::from_shard(shard, &node, e)
-                    }),
+                    Ok((node, clients)) => {
+                        let mut outcome = call(clients.clone(), local.clone(), shard).await;
+                        // A pooled connection the node closed fails before the request is
+                        // read: every shard call is idempotent, so try once more at once.
+                        if let Err(ClientError::Transport(_)) = outcome {
+                            outcome = call(clients, local, shard).await;
+                        }
+                        outcome.map_err(|e| {
+                            self.metrics.shard_errors.with_label_values(&[&node]).inc();
+                            RouterError::from_shard(shard, &node, e)
+                        })
+                    }
                     Err(e) => Err(e),
                 };
                 (shard, result)

@@ -38,6 +38,8 @@ fn ownership(plan: &ReshardRecord, cut_over: &[u32], shard: u32) -> Ownership {
     Ownership { from: plan.from.clone(), to: plan.to.clone(), cut_over: cut_over.to_vec(), shard }
 }
 const WAL_PAGE: usize = 1_000;
+/// How long a removed shard keeps answering after the map stopped naming it.
+const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Cluster {
     /// Adds one shard (online). Returns once the resharding is recorded; the controller runs
@@ -265,6 +267,7 @@ impl Cluster {
             .update_collection(name, |r| {
                 r.config.sharding = plan.to.sharding.clone();
                 r.map = plan.to.shards.clone();
+                r.shards.retain(|s, _| !removed.contains(s));
                 r.resharding = None;
                 Ok::<_, RouterError>(true)
             })
@@ -272,30 +275,28 @@ impl Cluster {
             .ok_or_else(|| RouterError::NotFound(format!("collection {name} was deleted")))?;
         // Keep a guard for the finished move everywhere, so a router with a stale map is told
         // to reload it rather than obeyed.
+        let routed_final = Routed::new(finished.clone(), 0)?;
         for &shard in &plan.to.shards {
             let guard =
                 WriteGuard { ownership: ownership(&plan, &plan.from.shards, shard), frozen: false };
-            let routed = Routed::new(finished.clone(), 0)?;
-            self.shard_client(&routed, shard)?
+            self.shard_client(&routed_final, shard)?
                 .install_guard(&finished.local_name(shard), &guard)
                 .await
                 .map_err(|e| RouterError::from_shard(shard, "", e))?;
         }
-        for shard in removed {
+        if !removed.is_empty() {
+            // Requests routed with the previous view may still reach a removed shard: let them
+            // finish before it goes.
+            tokio::time::sleep(REMOVAL_GRACE).await;
             let mut gone = finished.clone();
             gone.shards = routed
                 .record
                 .shards
                 .iter()
-                .filter(|(s, _)| **s == shard)
+                .filter(|(s, _)| removed.contains(s))
                 .map(|(s, r)| (*s, r.clone()))
                 .collect();
             self.drop_local_shards(&gone).await;
-            self.state
-                .update_collection(name, |r| {
-                    Ok::<_, RouterError>(r.shards.remove(&shard).is_some())
-                })
-                .await?;
         }
         self.metrics.reshard_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(

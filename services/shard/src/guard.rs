@@ -2,8 +2,11 @@
 //! (resharding, shard moves), and where it is kept.
 //!
 //! Rules, checked under the writer lock before anything is logged:
-//! - a write by ids (upsert, delete, payload by ids) naming any id this shard does not own is
-//!   refused whole with 409 `wrong_shard`, the message naming the id and its owner;
+//! - a write by ids (upsert, delete, payload by ids) naming an id this shard has handed over
+//!   (it owned the id under `from`, and is cut over) is refused whole with 409 `wrong_shard`,
+//!   the message naming the id and its owner: the router's map is stale. Ids owned under `from`
+//!   by *other* shards are accepted: they are copies arriving while this shard is also a target
+//!   of the resharding (e.g. a hash map losing a shard). An id no map can route is refused;
 //! - with `frozen`, a write touching an id this shard owns under `from` but not under `to` is
 //!   refused with 503 `unavailable` and `Retry-After: 0`: the point is being handed off;
 //! - a write by filter applies only to the matching points this shard owns (the others are
@@ -38,17 +41,19 @@ impl Guard {
         Ok(Guard { spec, owner })
     }
 
-    /// Checks a write naming `ids`: refused whole if any is owned elsewhere, or (frozen) if any
-    /// is being handed off. Wrong-shard ids are looked for first: retrying cannot fix them.
+    /// Checks a write naming `ids`: refused whole if any was handed over already, or (frozen)
+    /// if any is being handed off. Wrong-shard ids are looked for first: retrying cannot fix
+    /// them.
     pub fn check_ids<'a>(&self, ids: impl Iterator<Item = &'a PointId> + Clone) -> Result<()> {
         let shard = self.owner.shard();
         for id in ids.clone() {
             match self.owner.owner(id) {
-                Ok(s) if s == shard => {}
-                Ok(other) => {
-                    return Err(ShardError::WrongShard(format!(
-                        "point {id} belongs to shard {other}, not to shard {shard}"
-                    )))
+                Ok(_) => {
+                    if let Some(other) = self.owner.given_away_to(id) {
+                        return Err(ShardError::WrongShard(format!(
+                            "point {id} belongs to shard {other}, not to shard {shard}"
+                        )));
+                    }
                 }
                 Err(e) => {
                     return Err(ShardError::WrongShard(format!(
@@ -173,32 +178,40 @@ mod tests {
     use super::*;
     use vdb_api::{Ownership, ShardMapSpec, Sharding};
 
-    fn guard(frozen: bool) -> Guard {
+    fn guard_cut(frozen: bool, cut_over: Vec<u32>) -> Guard {
         let spec =
             |shards: &[u32]| ShardMapSpec { sharding: Sharding::Hash, shards: shards.into() };
-        let ownership =
-            Ownership { from: spec(&[0, 1]), to: spec(&[0, 1, 2]), cut_over: vec![], shard: 0 };
+        let ownership = Ownership { from: spec(&[0, 1]), to: spec(&[0, 1, 2]), cut_over, shard: 0 };
         Guard::new(WriteGuard { ownership, frozen }).unwrap()
     }
 
+    fn guard(frozen: bool) -> Guard {
+        guard_cut(frozen, vec![])
+    }
+
     #[test]
-    fn ids_owned_elsewhere_are_refused_before_hand_offs() {
-        let g = guard(true);
+    fn handed_over_ids_are_refused_before_hand_offs_and_incoming_ones_pass() {
         let ids: Vec<PointId> = (0..500u64).map(PointId::Num).collect();
+        let g = guard(true);
         let mine: Vec<PointId> = ids.iter().copied().filter(|id| g.owner.owns(id)).collect();
         let staying: Vec<PointId> =
             mine.iter().copied().filter(|id| g.owner.handed_off_to(id).is_none()).collect();
-        let leaving = mine.iter().find(|id| g.owner.handed_off_to(id).is_some()).unwrap();
-        let foreign = ids.iter().find(|id| !g.owner.owns(id)).unwrap();
+        let leaving = *mine.iter().find(|id| g.owner.handed_off_to(id).is_some()).unwrap();
+        // Owned by shard 1 under `from`: a copy arriving here would be fine.
+        let incoming = *ids.iter().find(|id| !g.owner.owns(id)).unwrap();
         g.check_ids(staying.iter()).unwrap();
-        assert!(matches!(g.check_ids([leaving].into_iter()), Err(ShardError::HandingOff(_))));
-        match g.check_ids([leaving, foreign].into_iter()) {
+        g.check_ids([incoming].iter()).unwrap();
+        assert!(matches!(g.check_ids([leaving].iter()), Err(ShardError::HandingOff(_))));
+        guard(false).check_ids(mine.iter()).unwrap();
+        // Once shard 0 is cut over, what it handed over is refused, before any hand-off check.
+        let cut = guard_cut(true, vec![0]);
+        match cut.check_ids([leaving].iter()) {
             Err(ShardError::WrongShard(m)) => {
-                assert!(m.contains(&format!("point {foreign} ")), "{m}")
+                assert!(m.contains(&format!("point {leaving} ")), "{m}")
             }
             other => panic!("{:?}", other.err()),
         }
-        guard(false).check_ids(mine.iter()).unwrap();
+        cut.check_ids(staying.iter().chain([incoming].iter())).unwrap();
     }
 
     #[test]

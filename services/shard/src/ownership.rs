@@ -56,6 +56,14 @@ impl Owner {
         self.owner(id) == Ok(self.shard)
     }
 
+    /// The owner of `id` when this shard owned it under `from` and has handed it over (its
+    /// source is cut over): a write naming it was routed with a stale map.
+    pub fn given_away_to(&self, id: &PointId) -> Option<u32> {
+        let from = self.transition.from.owner(id).ok()?;
+        let now = self.owner(id).ok()?;
+        (from == self.shard && now != self.shard).then_some(now)
+    }
+
     /// The new owner of `id` when this shard owns it under `from` and another shard does
     /// under `to`: the point is being handed off.
     pub fn handed_off_to(&self, id: &PointId) -> Option<u32> {
