@@ -30,7 +30,7 @@ bench: build ## benchmark VDB over HTTP against raw USearch on debian-minilm
 	cargo run --release -p vdb-bench -- shard
 
 openapi: ## regenerate openapi/*.json from the code
-	UPDATE_OPENAPI=1 cargo test --release -p vdb-shard --test openapi
+	UPDATE_OPENAPI=1 cargo test --release -p vdb-shard -p vdb-router -p vdb-embedder --test openapi
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
