@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the test tiers, each inside its time budget:
 #   unit      unit and property tests of every crate            (budget 15 min incl. build)
-#   blackbox  the whole API against the release binaries        (budget 10 min)
-#   slow      recall on debian-minilm, kill -9 loop, bench and demo smoke (budget 25 min)
+#   blackbox  the shard and router APIs against the release binaries; resharding under load,
+#             controller failover on etcd                      (budget 10 min)
+#   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
+#             bench and fleet demo smoke                       (budget 25 min)
 # Usage: scripts/test.sh [unit|blackbox|slow|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +23,11 @@ run 1200 cargo build --release --workspace --bins --tests
 
 case $tier in
   unit|all) run 900 cargo test --release --workspace --exclude vdb-tests ;;&
-  blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox ;;&
+  blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox --test router \
+    --test resharding_support --test resharding --test controller -- --test-threads 2 ;;&
   slow|all)
-    run 1500 cargo test --release -p vdb-tests --test recall --test crash -- --nocapture --test-threads 1
+    run 1500 cargo test --release -p vdb-tests --test recall --test router_recall --test crash \
+      -- --nocapture --test-threads 1
     run 300 cargo run --release -q -p vdb-bench -- shard --quick --out target/bench-quick.json
     demo_state=$(mktemp -d)
     run 300 env VDB_DEMO_PORT=0 VDB_DEMO_LIMIT=2000 VDB_DEMO_STATE="$demo_state" scripts/demo.sh --exit
