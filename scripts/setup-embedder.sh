@@ -71,5 +71,8 @@ export LD_LIBRARY_PATH="$site/torch/lib:$tfdir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_
 export VDB_EMBEDDER_PYTHON="$py"
 export VDB_EMBEDDER_MODEL_DIR="$model"
 export TF_CPP_MIN_LOG_LEVEL=\${TF_CPP_MIN_LOG_LEVEL:-2}
+# The feature build's own target dir, kept in the cache so later runs reuse it.
+export VDB_EMBEDDER_TARGET="\${VDB_EMBEDDER_TARGET:-$cache/embedder-target}"
+export VDB_EMBEDDER_BIN="\$VDB_EMBEDDER_TARGET/release/vdb-embedder"
 EOF
 echo "setup-embedder: ok (source $cache/embedder.env)"

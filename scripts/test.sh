@@ -5,7 +5,9 @@
 #             controller failover on etcd                      (budget 10 min)
 #   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
 #             bench and fleet demo smoke                       (budget 25 min)
-# Usage: scripts/test.sh [unit|blackbox|slow|all]
+#   embedder  vdb-embedder with both backends on the real model: golden, black-box, export,
+#             bench smoke (scripts/test-embedder.sh; budget 25 min cold, ~5 min warm)
+# Usage: scripts/test.sh [unit|blackbox|slow|embedder|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tier=${1:-all}
@@ -32,7 +34,8 @@ case $tier in
     demo_state=$(mktemp -d)
     run 300 env VDB_DEMO_PORT=0 VDB_DEMO_LIMIT=2000 VDB_DEMO_STATE="$demo_state" scripts/demo.sh --exit
     rm -rf "$demo_state"
-    ;;
-  unit|blackbox) ;;
-  *) echo "unknown tier $tier (unit|blackbox|slow|all)" >&2; exit 2 ;;
+    ;;&
+  embedder|all) run 1500 scripts/test-embedder.sh ;;
+  unit|blackbox|slow) ;;
+  *) echo "unknown tier $tier (unit|blackbox|slow|embedder|all)" >&2; exit 2 ;;
 esac

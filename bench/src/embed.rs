@@ -24,7 +24,7 @@ pub struct EmbedArgs {
     #[arg(long, env = "VDB_DATA_DIR", default_value = "../shared/data")]
     data_dir: PathBuf,
     /// The embedder binary built with both backends.
-    #[arg(long, default_value = "target/embedder/release/vdb-embedder")]
+    #[arg(long, env = "VDB_EMBEDDER_BIN", default_value = "target/embedder/release/vdb-embedder")]
     embedder_bin: PathBuf,
     /// Exported model directory (scripts/setup-embedder.sh).
     #[arg(long, env = "VDB_EMBEDDER_MODEL_DIR")]
@@ -108,7 +108,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let texts = sample_texts(&args.data_dir.join("debian-minilm/docs.jsonl"), n)?;
     let texts_file = tempfile::NamedTempFile::new()?;
     serde_json::to_writer(texts_file.as_file(), &texts)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
 
     let mut st_best: Option<serde_json::Value> = None;
     let mut best: Vec<Option<BackendResult>> = vec![None; args.backends.len()];
@@ -271,7 +272,8 @@ async fn measure(
         let seconds = start.elapsed().as_secs_f64();
         let after = metrics(&client).await?;
         latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         let d = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
         let padding = d("vdb_embedder_padding_tokens_total");
         runs.push(ClientRun {
@@ -281,10 +283,14 @@ async fn measure(
             texts_per_second: latencies.len() as f64 / seconds,
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
-            mean_batch: d("vdb_embedder_batch_size_sum") / d("vdb_embedder_batch_size_count").max(1.0),
+            mean_batch: d("vdb_embedder_batch_size_sum")
+                / d("vdb_embedder_batch_size_count").max(1.0),
             padding_share: padding / (padding + d("vdb_embedder_tokens_total")).max(1.0),
         });
-        eprintln!("  {backend} clients={c}: {:.1} texts/s", runs.last().map_or(0.0, |r| r.texts_per_second));
+        eprintln!(
+            "  {backend} clients={c}: {:.1} texts/s",
+            runs.last().map_or(0.0, |r| r.texts_per_second)
+        );
     }
     Ok(BackendResult { backend: backend.into(), device: info.device, dtype: info.dtype, runs })
 }
@@ -313,7 +319,10 @@ fn table(r: &EmbedReport) -> String {
         st["best"]["batch_size"],
         st["runs"][0]["p50_ms"].as_f64().unwrap_or(f64::NAN)
     );
-    let _ = writeln!(s, "| backend | clients | texts/s | vs ST best | p50 ms | p99 ms | mean batch | padding |");
+    let _ = writeln!(
+        s,
+        "| backend | clients | texts/s | vs ST best | p50 ms | p99 ms | mean batch | padding |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for b in &r.backends {
         for run in &b.runs {

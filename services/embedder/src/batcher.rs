@@ -4,10 +4,11 @@
 //! and loops: take what is queued (when idle, wait up to `max_wait` for more), pick a batch,
 //! run it, hand each job its vectors through a oneshot once all its inputs are done.
 //!
-//! Picking a batch: the oldest waiting input is always in it (no starvation); around it go the
-//! inputs closest to it in length, while the batch stays within `max_batch_size` inputs and
-//! `max_batch_tokens` padded tokens (inputs × longest). Inputs that queued while the model was
-//! busy are thus sorted into batches of similar lengths, which keeps padding low.
+//! Picking a batch ([`pick`]): the waiting inputs are sorted by length and split into the
+//! cheapest groups (padded tokens plus a per-pass overhead), each within `max_batch_size`
+//! inputs and `max_batch_tokens` padded tokens (inputs × longest); the group holding the
+//! oldest input runs (no starvation). Inputs that queued while the model was busy thus share
+//! batches with inputs of similar length, which keeps padding low.
 //!
 //! The queue is bounded in texts: a job that would take it over `max_queue` is refused at once
 //! ([`EmbedError::Overloaded`], 429). Inference never runs on the async runtime.
@@ -111,11 +112,17 @@ impl Batcher {
                 }
             };
             let model = ModelInfo { dimension, device: loaded.device, dtype: loaded.dtype };
+            let overhead = if model.device == "cpu" {
+                CPU_BATCH_OVERHEAD_TOKENS
+            } else {
+                GPU_BATCH_OVERHEAD_TOKENS
+            };
             tracing::info!(dimension, device = %model.device, dtype = %model.dtype, "model ready");
             let _ = info.set(model.clone());
             m.ready.set(1.0);
             let _ = ready_tx.send(Ok(model));
-            Worker { backend, rx, queued, limits, pooling, metrics: m, pending: Vec::new() }.run();
+            let pending = Vec::new();
+            Worker { backend, rx, queued, limits, pooling, metrics: m, pending, overhead }.run();
         })?;
         Ok((batcher, ready_rx))
     }
@@ -180,6 +187,8 @@ struct Worker {
     metrics: Arc<EmbedderMetrics>,
     /// Waiting inputs, oldest first.
     pending: Vec<Item>,
+    /// The cost of a forward pass beyond its tokens (see [`pick`]).
+    overhead: usize,
 }
 
 impl Worker {
@@ -214,7 +223,8 @@ impl Worker {
                 continue;
             }
             let lens: Vec<usize> = self.pending.iter().map(|i| i.input.len()).collect();
-            let picked = pick(&lens, self.limits.max_batch_size, self.limits.max_batch_tokens);
+            let limits = self.limits;
+            let picked = pick(&lens, limits.max_batch_size, limits.max_batch_tokens, self.overhead);
             let batch = take(&mut self.pending, picked);
             let left = self.queued.fetch_sub(batch.len(), Ordering::AcqRel) - batch.len();
             self.metrics.queue_texts.set(left as i64);
@@ -268,47 +278,54 @@ impl Worker {
     }
 }
 
-/// Indices (into `lens`, oldest first) of the next batch: index 0 and the inputs closest to it
-/// in length, within `max_size` inputs and `max_tokens` padded tokens.
-pub fn pick(lens: &[usize], max_size: usize, max_tokens: usize) -> Vec<usize> {
-    if lens.is_empty() {
+/// What one forward pass costs beyond its padded tokens, in token-equivalents: small on a
+/// CPU (compute grows with the tokens; a pass costs little else), large on a GPU (kernel
+/// launches and transfers dominate small batches, so fewer, fuller batches win).
+pub const CPU_BATCH_OVERHEAD_TOKENS: usize = 64;
+pub const GPU_BATCH_OVERHEAD_TOKENS: usize = 4096;
+
+/// Indices (into `lens`, oldest first) of the next batch. The waiting inputs, sorted by
+/// length, are split into consecutive groups at the least total cost (`overhead` per group
+/// plus its padded tokens, size x longest), each within `max_size` inputs and `max_tokens`
+/// padded tokens; the group holding index 0 (the oldest input) runs next. So inputs of similar
+/// length share a batch, the oldest never waits behind younger ones, and padding stays low.
+pub fn pick(lens: &[usize], max_size: usize, max_tokens: usize, overhead: usize) -> Vec<usize> {
+    let n = lens.len();
+    if n == 0 {
         return Vec::new();
     }
-    let mut order: Vec<usize> = (0..lens.len()).collect();
+    let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (lens[i], i));
-    let at = order.iter().position(|&i| i == 0).expect("index 0 is in the order");
-    let (mut lo, mut hi) = (at, at + 1); // the window order[lo..hi]
-    let target = lens[0];
-    while hi - lo < max_size.max(1) {
-        let down = (lo > 0).then(|| order[lo - 1]);
-        let up = (hi < order.len()).then(|| order[hi]);
-        let grow_down = match (down, up) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(d), Some(u)) => target - lens[d] <= lens[u] - target,
-        };
-        let longest = if grow_down { lens[order[hi - 1]] } else { lens[order[hi]] };
-        if (hi - lo + 1) * longest > max_tokens {
-            if grow_down || down.is_none() {
+    let sorted: Vec<usize> = order.iter().map(|&i| lens[i]).collect();
+    // best[i]: least cost of the first i sorted inputs; start[i]: where its last group begins.
+    let mut best = vec![usize::MAX; n + 1];
+    let mut start = vec![0; n + 1];
+    best[0] = 0;
+    for i in 1..=n {
+        let longest = sorted[i - 1];
+        for j in (i.saturating_sub(max_size.max(1))..i).rev() {
+            let size = i - j;
+            if size > 1 && size * longest > max_tokens {
                 break;
             }
-            // Growing up would overflow; a shorter neighbour might still fit.
-            if (hi - lo + 1) * lens[order[hi - 1]] > max_tokens {
-                break;
+            let cost = best[j].saturating_add(overhead + size * longest);
+            if cost < best[i] {
+                best[i] = cost;
+                start[i] = j;
             }
-            lo -= 1;
-            continue;
-        }
-        if grow_down {
-            lo -= 1;
-        } else {
-            hi += 1;
         }
     }
-    let mut picked: Vec<usize> = order[lo..hi].to_vec();
-    picked.sort_unstable();
-    picked
+    let at = order.iter().position(|&i| i == 0).expect("index 0 is in the order");
+    let mut end = n;
+    loop {
+        let begin = start[end];
+        if begin <= at {
+            let mut picked = order[begin..end].to_vec();
+            picked.sort_unstable();
+            return picked;
+        }
+        end = begin;
+    }
 }
 
 /// Removes the items at `picked` (sorted) from `pending`, keeping the rest in order.
@@ -330,29 +347,32 @@ fn take(pending: &mut Vec<Item>, picked: Vec<usize>) -> Vec<Item> {
 
 #[cfg(test)]
 mod tests {
-    use super::pick;
+    use super::{pick, CPU_BATCH_OVERHEAD_TOKENS as CPU, GPU_BATCH_OVERHEAD_TOKENS as GPU};
 
     #[test]
     fn the_oldest_is_always_picked() {
-        assert_eq!(pick(&[500], 8, 100), vec![0], "even alone over the budget");
-        assert_eq!(pick(&[10, 10, 10], 1, 1000), vec![0]);
+        assert_eq!(pick(&[500], 8, 100, CPU), vec![0], "even alone over the budget");
+        assert_eq!(pick(&[10, 10, 10], 1, 1000, CPU), vec![0]);
+        assert_eq!(pick(&[100, 10, 10], 8, 1000, CPU), vec![0], "the short ones can go next");
     }
 
     #[test]
     fn similar_lengths_go_together() {
-        // The oldest has 10 tokens; the 9 and 11 are closer to it than the 100s.
+        // The oldest has 10 tokens; the 9 and 11 share its batch, the 100s get their own.
         let lens = [10, 100, 9, 100, 11, 100];
-        assert_eq!(pick(&lens, 3, 10_000), vec![0, 2, 4]);
-        // The token budget stops the batch before the long ones join.
-        assert_eq!(pick(&lens, 64, 100), vec![0, 2, 4]);
-        assert_eq!(pick(&lens, 64, 10_000), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(pick(&lens, 64, 10_000, CPU), vec![0, 2, 4]);
+        assert_eq!(pick(&lens, 2, 10_000, CPU), vec![0, 2], "at most two per batch");
+        // When a pass costs much more than its tokens (a GPU), one full batch is cheaper.
+        assert_eq!(pick(&lens, 64, 10_000, GPU), vec![0, 1, 2, 3, 4, 5]);
+        // The token budget holds even then.
+        assert_eq!(pick(&lens, 64, 100, GPU), vec![0, 2, 4]);
     }
 
     #[test]
     fn budgets_hold() {
         let lens: Vec<usize> = (0..200).map(|i| 5 + (i * 37) % 120).collect();
         for (size, tokens) in [(1, 1), (8, 512), (64, 2048), (32, 100_000)] {
-            let p = pick(&lens, size, tokens);
+            let p = pick(&lens, size, tokens, GPU);
             assert!(p.contains(&0));
             let longest = p.iter().map(|&i| lens[i]).max().unwrap();
             assert!(p.len() <= size);
