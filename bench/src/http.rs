@@ -20,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,12 +62,20 @@ impl Node {
                 bin.display()
             );
         }
+        Self::start(bin, |dir| {
+            vec!["--data-dir".into(), dir.join("data").into(), "--fsync".into(), fsync.into()]
+        })
+    }
+
+    /// Starts `bin --listen 127.0.0.1:0` plus the arguments `args` gives for a fresh temporary
+    /// directory (removed on drop, holding the log too) and waits for the `{"listening": ..}`
+    /// line it prints first on stdout.
+    pub fn start(bin: &Path, args: impl FnOnce(&Path) -> Vec<OsString>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("vdb-bench-").tempdir()?;
-        let log = dir.path().join("shard.log");
+        let log = dir.path().join("process.log");
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--fsync", fsync])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
@@ -85,7 +94,9 @@ impl Node {
             Node { url: String::new(), child: Some(child), _dir: Some(dir), log: Some(log) };
         let first = match rx.recv_timeout(START_TIMEOUT) {
             Ok(Some(Ok(line))) => line,
-            Ok(_) | Err(_) => bail!("shard printed no listening line{}", node.log_tail()),
+            Ok(_) | Err(_) => {
+                bail!("{} printed no listening line{}", bin.display(), node.log_tail())
+            }
         };
         let addr = serde_json::from_str::<serde_json::Value>(&first)
             .ok()
@@ -107,7 +118,8 @@ impl Node {
         };
         let lines: Vec<&str> = text.lines().collect();
         format!(
-            "\n--- shard log (last lines) ---\n{}",
+            "\n--- {} (last lines) ---\n{}",
+            self.log.as_ref().map_or(String::new(), |p| p.display().to_string()),
             lines[lines.len().saturating_sub(20)..].join("\n")
         )
     }
@@ -161,10 +173,10 @@ async fn prepare(client: &ShardClient, data: &Dataset, hnsw: Hnsw) -> Result<()>
     Ok(())
 }
 
-type Lean = Client<HttpConnector, Full<Bytes>>;
+pub type Lean = Client<HttpConnector, Full<Bytes>>;
 
 /// A keep-alive HTTP/1 client with up to `connections` pooled connections.
-fn lean_client(connections: usize) -> Lean {
+pub fn lean_client(connections: usize) -> Lean {
     let mut connector = HttpConnector::new();
     // Small request/response pairs: without nodelay, Nagle adds tens of milliseconds.
     connector.set_nodelay(true);
@@ -183,7 +195,7 @@ fn request(method: Method, uri: &Uri, body: Bytes) -> Result<Request<Full<Bytes>
 }
 
 /// Sends one request and reads the whole answer.
-async fn call(
+pub async fn call(
     client: &Lean,
     method: Method,
     uri: &Uri,
@@ -217,9 +229,9 @@ struct PayloadBody<'a> {
 /// Upserts every document in batches of `batch`, `concurrency` requests at a time; the rate
 /// runs from the first request to the last acknowledgement (the shard indexes before it
 /// acknowledges). A 429 is retried after a pause.
-async fn ingest(
+pub async fn ingest(
     client: &Lean,
-    url: &str,
+    uri: &Uri,
     data: &Dataset,
     batch: usize,
     concurrency: usize,
@@ -245,7 +257,6 @@ async fn ingest(
             serde_json::to_vec(&UpsertBody { points }).map(Bytes::from)
         })
         .collect::<Result<_, _>>()?;
-    let uri: Uri = format!("{url}/v1/shards/{SHARD}/points").parse()?;
     let start = Instant::now();
     futures::stream::iter(bodies.into_iter().map(Ok))
         .try_for_each_concurrent(concurrency, |body| {
@@ -280,7 +291,7 @@ struct SearchBody<'a> {
 }
 
 /// Every query's request body at `ef`, plain or restricted to its section.
-fn search_bodies(data: &Dataset, ef: usize, filtered: bool) -> Result<Vec<Bytes>> {
+pub fn search_bodies(data: &Dataset, ef: usize, filtered: bool) -> Result<Vec<Bytes>> {
     (0..data.num_queries())
         .map(|q| {
             let filter = filtered.then(|| {
@@ -333,7 +344,7 @@ async fn accuracy(
 }
 
 /// All queries cycled for `duration` over `connections` concurrent keep-alive connections.
-async fn timed(
+pub async fn timed(
     client: &Lean,
     uri: &Uri,
     bodies: Arc<Vec<Bytes>>,
@@ -439,8 +450,8 @@ impl Vdb {
         prepare(&api, data, setup.hnsw).await?;
         let client = lean_client(setup.connections.max(setup.ingest_concurrency));
         eprintln!("vdb: ingesting {} vectors into {}", data.len(), node.url);
-        let ingest =
-            ingest(&client, &node.url, data, setup.batch, setup.ingest_concurrency).await?;
+        let uri = format!("{}/v1/shards/{SHARD}/points", node.url).parse()?;
+        let ingest = ingest(&client, &uri, data, setup.batch, setup.ingest_concurrency).await?;
         check_count(&api, data.len()).await?;
         let mut bodies = BTreeMap::new();
         for &ef in setup.efs {

@@ -4,9 +4,12 @@
 
 mod data;
 mod embed;
+mod fleet;
 mod http;
 mod raw;
 mod report;
+mod router;
+mod router_report;
 
 use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,6 +34,9 @@ enum Command {
     /// The embedder over HTTP (torch and tensorflow, CPU) vs sentence-transformers: texts/s
     /// and p50/p99 at 1, 8 and 64 concurrent clients.
     Embed(embed::EmbedArgs),
+    /// The same searches through the router over 1, 2 and 4 local shard nodes, next to the
+    /// shard node directly and raw USearch: recall, single-query latency, QPS, router overhead.
+    Router(router::RouterArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,6 +105,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Shard(args) => shard(args),
         Command::Embed(args) => embed::run(args),
+        Command::Router(args) => router::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

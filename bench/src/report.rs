@@ -48,6 +48,9 @@ pub struct SearchRun {
     pub recall_at_10: f64,
     pub qps: f64,
     pub p50_ms: f64,
+    /// Absent from files written before it was recorded.
+    #[serde(default)]
+    pub p95_ms: f64,
     pub p99_ms: f64,
     /// Searches completed in the timed loop.
     pub completed: u64,
@@ -104,6 +107,7 @@ impl SearchRun {
             recall_at_10: accuracy.recall,
             qps: ns.len() as f64 / elapsed.as_secs_f64().max(1e-9),
             p50_ms: pct(50),
+            p95_ms: pct(95),
             p99_ms: pct(99),
             completed: ns.len() as u64,
             errors,
