@@ -76,6 +76,8 @@ struct Item {
 pub struct Batcher {
     tx: mpsc::Sender<Vec<Item>>,
     queued: Arc<AtomicUsize>,
+    /// Requests announced (being tokenized) but not queued yet.
+    arriving: Arc<AtomicUsize>,
     info: Arc<OnceLock<ModelInfo>>,
     limits: Limits,
     metrics: Arc<EmbedderMetrics>,
@@ -96,7 +98,15 @@ impl Batcher {
         let (ready_tx, ready_rx) = oneshot::channel();
         let info = Arc::new(OnceLock::new());
         let queued = Arc::new(AtomicUsize::new(0));
-        let batcher = Batcher { tx, queued: queued.clone(), info: info.clone(), limits, metrics };
+        let arriving = Arc::new(AtomicUsize::new(0));
+        let batcher = Batcher {
+            tx,
+            queued: queued.clone(),
+            arriving: arriving.clone(),
+            info: info.clone(),
+            limits,
+            metrics,
+        };
         let m = batcher.metrics.clone();
         std::thread::Builder::new().name("vdb-model".into()).spawn(move || {
             let loaded = match factory() {
@@ -122,7 +132,18 @@ impl Batcher {
             m.ready.set(1.0);
             let _ = ready_tx.send(Ok(model));
             let pending = Vec::new();
-            Worker { backend, rx, queued, limits, pooling, metrics: m, pending, overhead }.run();
+            Worker {
+                backend,
+                rx,
+                queued,
+                arriving,
+                limits,
+                pooling,
+                metrics: m,
+                pending,
+                overhead,
+            }
+            .run();
         })?;
         Ok((batcher, ready_rx))
     }
@@ -141,8 +162,20 @@ impl Batcher {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Announces a request that will be queued soon (it is being tokenized): an idle model
+    /// waits up to `max_wait` for announced requests, and not at all when there are none, so
+    /// a lone client pays no batching delay. Pass the ticket to [`Batcher::embed`].
+    pub fn announce(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(self.arriving.clone())
+    }
+
     /// Queues `inputs` and waits for their vectors (pooled, not normalised), in order.
-    pub async fn embed(&self, inputs: Vec<Encoded>) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub async fn embed(
+        &self,
+        inputs: Vec<Encoded>,
+        arrival: Arrival,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if self.info.get().is_none() {
             return Err(EmbedError::Unavailable);
         }
@@ -173,7 +206,17 @@ impl Batcher {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(EmbedError::Unavailable);
         }
+        drop(arrival);
         answer.await.unwrap_or(Err(EmbedError::Unavailable))
+    }
+}
+
+/// A request on its way to the queue (see [`Batcher::announce`]); dropping it withdraws it.
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -182,6 +225,7 @@ struct Worker {
     backend: Box<dyn crate::backend::Backend>,
     rx: mpsc::Receiver<Vec<Item>>,
     queued: Arc<AtomicUsize>,
+    arriving: Arc<AtomicUsize>,
     limits: Limits,
     pooling: Pooling,
     metrics: Arc<EmbedderMetrics>,
@@ -195,17 +239,22 @@ impl Worker {
     fn run(mut self) {
         loop {
             if self.pending.is_empty() {
-                // Idle: block for work, then give others `max_wait` to join the batch.
+                // Idle: block for work, then give requests already on their way up to
+                // `max_wait` to join the batch.
                 match self.rx.recv() {
                     Ok(items) => self.pending.extend(items),
                     Err(_) => break,
                 }
                 let deadline = Instant::now() + self.limits.max_wait;
-                while !self.full() {
+                while !self.full() && self.arriving.load(Ordering::Acquire) > 0 {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.rx.recv_timeout(left) {
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.rx.recv_timeout(left.min(Duration::from_micros(200))) {
                         Ok(items) => self.pending.extend(items),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             }

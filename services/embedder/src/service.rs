@@ -85,6 +85,7 @@ impl Embedder {
         if !self.is_ready() {
             return Err(EmbedError::Unavailable);
         }
+        let arrival = self.batcher.announce();
         let tokenizer = self.tokenizer.clone();
         let start = Instant::now();
         let inputs = tokio::task::spawn_blocking(move || tokenizer.encode_all(&texts, truncate))
@@ -98,7 +99,7 @@ impl Embedder {
         })?;
         let tokens = inputs.iter().map(|i| i.len()).sum();
         let n = inputs.len() as u64;
-        let mut vectors = self.batcher.embed(inputs).await?;
+        let mut vectors = self.batcher.embed(inputs, arrival).await?;
         if normalized && self.manifest.normalize {
             vectors.iter_mut().for_each(|v| normalize(v));
         }
