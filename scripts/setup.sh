@@ -12,6 +12,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 # A real etcd for the vdb-meta tests and the local fleet's `etcd://` metastore.
 command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+# A real Prometheus for scripts/test-observability.sh, and promtool for dashboards/check.sh.
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

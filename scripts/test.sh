@@ -4,7 +4,8 @@
 #   blackbox  the shard and router APIs against the release binaries; resharding under load,
 #             controller failover on etcd                      (budget 10 min)
 #   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
-#             bench and fleet demo smoke                       (budget 25 min)
+#             bench and fleet demo smoke, metrics through a real Prometheus
+#             (scripts/test-observability.sh)                  (budget 25 min)
 #   embedder  vdb-embedder with both backends on the real model: golden, black-box, export,
 #             bench smoke (scripts/test-embedder.sh; budget 25 min cold, ~5 min warm)
 # Usage: scripts/test.sh [unit|blackbox|slow|embedder|all]
@@ -35,6 +36,7 @@ case $tier in
     demo_state=$(mktemp -d)
     run 300 env VDB_DEMO_PORT=0 VDB_DEMO_LIMIT=2000 VDB_DEMO_STATE="$demo_state" scripts/demo.sh --exit
     rm -rf "$demo_state"
+    run 120 scripts/test-observability.sh
     ;;&
   embedder|all) run 1500 scripts/test-embedder.sh ;;
   unit|blackbox|slow) ;;

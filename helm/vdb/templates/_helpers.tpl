@@ -1,6 +1,6 @@
 {{/*
 Names and labels shared by every template. Each service of VDB gets a component name
-("shard" today) and its own <fullname>-<component> objects.
+("shard", "router", "etcd") and its own <fullname>-<component> objects.
 */}}
 
 {{/* The chart's name, or nameOverride. */}}
@@ -83,4 +83,89 @@ drain of in-flight requests and the final WAL fsync are never cut short.
 {{- else }}
 {{- int64 $set }}
 {{- end }}
+{{- end }}
+
+{{/* Router objects. */}}
+{{- define "vdb.router.fullname" -}}
+{{- printf "%s-router" (include "vdb.fullname" .) }}
+{{- end }}
+
+{{- define "vdb.router.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vdb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: router
+{{- end }}
+
+{{- define "vdb.router.labels" -}}
+{{ include "vdb.labels" . }}
+app.kubernetes.io/component: router
+{{- end }}
+
+{{- define "vdb.router.image" -}}
+{{- $image := .Values.router.image }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag | toString) }}
+{{- end }}
+
+{{/*
+The shard nodes the routers register, "id=url,...": every pod of the shard StatefulSet by
+its stable name, with the pod name as the node id (the shard's VDB_NODE_ID).
+*/}}
+{{- define "vdb.router.nodes" -}}
+{{- $nodes := list }}
+{{- range $i, $_ := until (int .Values.shard.replicas) }}
+{{- $pod := printf "%s-%d" (include "vdb.shard.fullname" $) $i }}
+{{- $nodes = append $nodes (printf "%s=http://%s.%s.%s.svc:%d" $pod $pod (include "vdb.shard.headlessName" $) $.Release.Namespace (int $.Values.shard.port)) }}
+{{- end }}
+{{- join "," $nodes }}
+{{- end }}
+
+{{/*
+The routers' metastore: router.metastore, else the chart's etcd members. Fails to render
+without one, or with anything but etcd:// (routers cannot share a local file).
+*/}}
+{{- define "vdb.router.metastore" -}}
+{{- if .Values.router.metastore }}
+{{- if not (hasPrefix "etcd://" .Values.router.metastore) }}
+{{- fail (printf "router.metastore must be etcd://host:port[,host:port], got %q: several routers cannot share a local:// file" .Values.router.metastore) }}
+{{- end }}
+{{- .Values.router.metastore }}
+{{- else if .Values.etcd.enabled }}
+{{- $members := list }}
+{{- range $i, $_ := until (int .Values.etcd.replicas) }}
+{{- $members = append $members (printf "%s-%d.%s.%s.svc:%d" (include "vdb.etcd.fullname" $) $i (include "vdb.etcd.headlessName" $) $.Release.Namespace (int $.Values.etcd.clientPort)) }}
+{{- end }}
+{{- printf "etcd://%s" (join "," $members) }}
+{{- else }}
+{{- fail "the routers need etcd: set etcd.enabled=true or router.metastore=etcd://host:port" }}
+{{- end }}
+{{- end }}
+
+{{/* etcd objects. */}}
+{{- define "vdb.etcd.fullname" -}}
+{{- printf "%s-etcd" (include "vdb.fullname" .) }}
+{{- end }}
+
+{{- define "vdb.etcd.headlessName" -}}
+{{- printf "%s-etcd-headless" (include "vdb.fullname" .) }}
+{{- end }}
+
+{{- define "vdb.etcd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vdb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: etcd
+{{- end }}
+
+{{- define "vdb.etcd.labels" -}}
+{{ include "vdb.labels" . }}
+app.kubernetes.io/component: etcd
+{{- end }}
+
+{{/* "name-0=http://name-0.headless.ns.svc:2380,..." for --initial-cluster. */}}
+{{- define "vdb.etcd.initialCluster" -}}
+{{- $members := list }}
+{{- range $i, $_ := until (int .Values.etcd.replicas) }}
+{{- $pod := printf "%s-%d" (include "vdb.etcd.fullname" $) $i }}
+{{- $members = append $members (printf "%s=http://%s.%s.%s.svc:%d" $pod $pod (include "vdb.etcd.headlessName" $) $.Release.Namespace (int $.Values.etcd.peerPort)) }}
+{{- end }}
+{{- join "," $members }}
 {{- end }}
