@@ -151,6 +151,20 @@ fn collections_points_and_search_across_four_shards() {
     assert_eq!(r.1["points"].as_array().unwrap().len(), 20);
     assert!(r.1["points"].as_array().unwrap().iter().all(|p| p["payload"]["group"] == "g3"));
 
+    // per-shard statistics: counters, and rates since this router's previous look
+    http.get("/v1/collections/docs").unwrap();
+    for q in &queries[..10] {
+        http.post("/v1/collections/docs/search", &json!({"vector": q, "k": 3})).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let stats = http.get("/v1/collections/docs").unwrap().1;
+    for s in stats["shards"].as_array().unwrap() {
+        assert!(s["searches_total"].as_u64().unwrap() >= 10, "{s}");
+        assert!(s["writes_total"].as_u64().unwrap() >= 1, "{s}");
+        assert!(s["search_rate"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["write_rate"].as_f64().is_some(), "{s}");
+    }
+
     // scroll walks every point once, in id order
     let mut seen = Vec::new();
     let mut offset = Value::Null;

@@ -39,7 +39,9 @@ fn ingest(http: &Http, coll: &str, data: &Dataset) {
         for part in chunks.chunks(chunks.len().div_ceil(2)) {
             s.spawn(move || {
                 for batch in part {
-                    let r = http.put(&format!("/v1/collections/{coll}/points"), &json!({"points": batch})).unwrap();
+                    let r = http
+                        .put(&format!("/v1/collections/{coll}/points"), &json!({"points": batch}))
+                        .unwrap();
                     assert_eq!(r.0, 200, "{r:?}");
                 }
             });
@@ -71,10 +73,18 @@ fn four_shards_recall_at_least_one_shard_and_exact_is_brute_force() {
     let http = fleet.http();
     for (coll, shards) in [("one", 1), ("four", 4)] {
         let r = http
-            .put(&format!("/v1/collections/{coll}"), &json!({"dimension": data.dim, "metric": "cosine", "shard_count": shards}))
+            .put(
+                &format!("/v1/collections/{coll}"),
+                &json!({"dimension": data.dim, "metric": "cosine", "shard_count": shards}),
+            )
             .unwrap();
         assert_eq!(r.0, 201, "{r:?}");
-        let r = http.put(&format!("/v1/collections/{coll}/index"), &json!({"field": "section", "kind": "keyword"})).unwrap();
+        let r = http
+            .put(
+                &format!("/v1/collections/{coll}/index"),
+                &json!({"field": "section", "kind": "keyword"}),
+            )
+            .unwrap();
         assert_eq!(r.0, 204, "{r:?}");
         ingest(&http, coll, &data);
     }
@@ -95,12 +105,18 @@ fn four_shards_recall_at_least_one_shard_and_exact_is_brute_force() {
     exact_recall /= checked as f64;
 
     let filter = |i: usize| json!({"must": [{"key": "section", "match": {"value": data.filter_sections[i]}}]});
-    let filtered = mean_recall(&http, "four", &data.filtered_gt, |i| {
-        json!({"vector": data.queries[i], "k": 10, "filter": filter(i)})
-    });
-    let filtered_hnsw = mean_recall(&http, "four", &data.filtered_gt, |i| {
-        json!({"vector": data.queries[i], "k": 10, "filter": filter(i), "plan": "hnsw"})
-    });
+    let filtered = mean_recall(
+        &http,
+        "four",
+        &data.filtered_gt,
+        |i| json!({"vector": data.queries[i], "k": 10, "filter": filter(i)}),
+    );
+    let filtered_hnsw = mean_recall(
+        &http,
+        "four",
+        &data.filtered_gt,
+        |i| json!({"vector": data.queries[i], "k": 10, "filter": filter(i), "plan": "hnsw"}),
+    );
     println!(
         "recall@10 at ef 64 over {} queries: 1 shard {one:.4}, 4 shards {four:.4}; exact vs ground truth {exact_recall:.4} \
          ({checked} queries, identical to 1-shard exact on each); filtered across 4 shards {filtered:.4} (planner), \
@@ -109,5 +125,8 @@ fn four_shards_recall_at_least_one_shard_and_exact_is_brute_force() {
     );
     assert!(four >= one, "4-shard recall {four} below single-shard {one}");
     assert!(exact_recall >= 0.999, "exact recall {exact_recall}");
-    assert!(filtered >= 0.95 && filtered_hnsw >= 0.95, "filtered recall {filtered} / {filtered_hnsw}");
+    assert!(
+        filtered >= 0.95 && filtered_hnsw >= 0.95,
+        "filtered recall {filtered} / {filtered_hnsw}"
+    );
 }

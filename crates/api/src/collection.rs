@@ -161,6 +161,19 @@ pub struct ShardPlacementInfo {
     /// Bytes held by the shard's index and payloads (absent when its node did not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Searches the shard served since its node started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub searches_total: Option<u64>,
+    /// Writes the shard logged (its last LSN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_total: Option<u64>,
+    /// Searches per second since this router's previous look at the shard (absent on the
+    /// first look, or when that was more than 5 minutes ago).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_rate: Option<f64>,
+    /// Writes per second, measured the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_rate: Option<f64>,
     /// Whether the primary's node passes health checks.
     pub healthy: bool,
 }

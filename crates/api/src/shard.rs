@@ -161,6 +161,9 @@ pub struct ShardInfo {
     /// Approximate bytes held by payloads.
     pub payload_bytes: u64,
     pub payload_indexes: BTreeMap<String, PayloadIndexKind>,
+    /// Searches served since the node started (each query of a batch counts).
+    #[serde(default)]
+    pub searches: u64,
     /// The write guard installed on this shard, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::replication::WriteGuard>,

@@ -288,12 +288,20 @@ impl Cluster {
             .iter()
             .map(|(&shard, s)| {
                 let info = stats.get(&shard);
+                let (search_rate, write_rate) = match info {
+                    Some(i) => self.rates(&i.name, i.searches, i.last_lsn),
+                    None => (None, None),
+                };
                 ShardPlacementInfo {
                     shard,
                     nodes: s.nodes.clone(),
                     epoch: s.epoch,
                     points: info.map(|i| i.points),
                     memory_bytes: info.map(|i| i.index.memory_bytes + i.payload_bytes),
+                    searches_total: info.map(|i| i.searches),
+                    writes_total: info.map(|i| i.last_lsn),
+                    search_rate,
+                    write_rate,
                     healthy: info.is_some() && s.nodes.first().is_some_and(|n| view.is_healthy(n)),
                 }
             })
@@ -328,6 +336,22 @@ impl Cluster {
             }),
             shards: infos,
         })
+    }
+
+    /// Searches and writes per second of a local shard since this router last looked at it.
+    fn rates(&self, local: &str, searches: u64, writes: u64) -> (Option<f64>, Option<f64>) {
+        let now = std::time::Instant::now();
+        let previous = self.samples.lock().insert(local.to_string(), (now, searches, writes));
+        match previous {
+            Some((then, s0, w0)) => {
+                let dt = now.duration_since(then).as_secs_f64();
+                if !(0.01..=300.0).contains(&dt) || searches < s0 || writes < w0 {
+                    return (None, None);
+                }
+                (Some((searches - s0) as f64 / dt), Some((writes - w0) as f64 / dt))
+            }
+            None => (None, None),
+        }
     }
 
     /// Registers (or moves) a shard node.

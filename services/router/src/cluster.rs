@@ -22,6 +22,8 @@ pub struct Cluster {
     pub state: State,
     pub metrics: Arc<Metrics>,
     clients: RwLock<HashMap<String, NodeClients>>,
+    /// The last counters seen per local shard, for rates: (when, searches, writes).
+    pub samples: parking_lot::Mutex<HashMap<String, (std::time::Instant, u64, u64)>>,
 }
 
 /// Clients of one node: reads and writes have different deadlines.
@@ -104,7 +106,14 @@ pub type ShardOutcome<T> = (u32, std::result::Result<T, RouterError>);
 
 impl Cluster {
     pub fn new(config: Config, id: String, state: State, metrics: Arc<Metrics>) -> Cluster {
-        Cluster { config, id, state, metrics, clients: RwLock::default() }
+        Cluster {
+            config,
+            id,
+            state,
+            metrics,
+            clients: RwLock::default(),
+            samples: Default::default(),
+        }
     }
 
     /// Clients for `node`, created on first use.

@@ -188,6 +188,7 @@ impl Node {
             index: shard.index.stats(),
             payload_bytes: data.store.payload_bytes(),
             payload_indexes: data.indexes.fields(),
+            searches: shard.searches.load(std::sync::atomic::Ordering::Relaxed),
             guard: shard.guard(),
         }
     }

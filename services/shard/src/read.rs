@@ -149,6 +149,7 @@ impl LocalShard {
     /// Runs one search (the caller is on a blocking thread).
     pub fn search(&self, req: &SearchRequest, planner: PlannerConfig) -> Result<SearchResult> {
         self.check_vector(&req.vector)?;
+        self.searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !(1..=MAX_K).contains(&req.k) {
             return Err(ShardError::invalid(format!("k must be 1..={MAX_K}, got {}", req.k)));
         }

@@ -69,6 +69,8 @@ pub struct LocalShard {
     pub(crate) snapshotting: AtomicBool,
     /// The write guard, if one is installed; changed only under `writer` (see [`crate::guard`]).
     pub(crate) guard: RwLock<Option<Arc<Guard>>>,
+    /// Searches served since the process started (for per-shard query rates).
+    pub(crate) searches: AtomicU64,
     pub(crate) env: ShardEnv,
 }
 
@@ -177,6 +179,7 @@ impl LocalShard {
             snapshot_lsn: AtomicU64::new(snapshot_lsn),
             snapshotting: AtomicBool::new(false),
             guard: RwLock::new(None),
+            searches: AtomicU64::new(0),
             env,
         }
     }
