@@ -26,6 +26,17 @@ test-blackbox: ## tier 2: black-box tests against the release binaries
 test-slow: ## tier 3: recall, crash (kill -9) and benchmark smoke tests
 	scripts/test.sh slow
 
+test-embedder: ## tier 4: the embedder with both backends on the real model (golden, export)
+	scripts/test.sh embedder
+
+embedder: ## vdb-embedder with the torch and tensorflow backends (installs them first)
+	scripts/setup-embedder.sh
+	source ~/.cache/vdb/embedder.env && cargo build --release -p vdb-embedder \
+	  --features torch,tensorflow --target-dir "$$VDB_EMBEDDER_TARGET"
+
+bench-embed: embedder build ## benchmark the embedder (both backends) against sentence-transformers
+	source ~/.cache/vdb/embedder.env && cargo run --release -p vdb-bench -- embed --repeat 2
+
 bench: build ## benchmark VDB over HTTP against raw USearch on debian-minilm
 	cargo run --release -p vdb-bench -- shard
 
@@ -36,4 +47,8 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: help setup build demo test test-unit test-blackbox test-slow bench openapi lint
+lint-embedder: ## clippy on vdb-embedder with both backends (after make embedder)
+	source ~/.cache/vdb/embedder.env && cargo clippy --release -p vdb-embedder \
+	  --features torch,tensorflow --target-dir "$$VDB_EMBEDDER_TARGET" --all-targets -- -D warnings
+
+.PHONY: help setup build demo test test-unit test-blackbox test-slow test-embedder embedder bench-embed bench openapi lint lint-embedder
