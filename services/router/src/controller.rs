@@ -50,6 +50,9 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         cluster.metrics.controller.set(0);
+        // Only the controller's gauges mean anything: a former controller drops its own.
+        cluster.metrics.node_up.reset();
+        cluster.metrics.imbalance.reset();
     }
 }
 
@@ -103,6 +106,7 @@ impl Controller {
         });
         let results = futures::future::join_all(checks).await;
         let mut statuses = BTreeMap::new();
+        let mut up = Vec::new();
         for (id, status) in results {
             let failures = self.failures.entry(id.clone()).or_default();
             match status {
@@ -130,7 +134,12 @@ impl Controller {
                     tracing::warn!(error = %e, "cannot record node health");
                 }
             }
-            self.cluster.metrics.node_up.with_label_values(&[&id]).set(verdict.healthy as i64);
+            up.push((id, verdict.healthy));
+        }
+        // Replaced whole, so deregistered nodes leave the metric.
+        self.cluster.metrics.node_up.reset();
+        for (id, healthy) in up {
+            self.cluster.metrics.node_up.with_label_values(&[&id]).set(healthy as i64);
         }
         statuses
     }
@@ -182,6 +191,8 @@ impl Controller {
             .flat_map(|s| s.shards.iter().map(|l| (l.name.as_str(), l.points)))
             .collect();
         let view = self.cluster.state.view();
+        let mut flagged_collections = Vec::new();
+        let mut ratios = Vec::new();
         for (record, _) in view.collections.values() {
             if record.lifecycle != Lifecycle::Active {
                 continue;
@@ -192,29 +203,37 @@ impl Controller {
                 .map(|&s| points.get(record.local_name(s).as_str()).map(|&p| (s, p)))
                 .collect();
             let Some(counts) = counts else { continue };
+            let total: u64 = counts.iter().map(|c| c.1).sum();
+            let max = counts.iter().map(|c| c.1).max().unwrap_or(0);
+            let ratio =
+                if total == 0 { 1.0 } else { max as f64 * counts.len() as f64 / total as f64 };
+            ratios.push((record.name.clone(), ratio));
             let flagged = vdb_sharding::detect_imbalance(
                 &counts,
                 self.cluster.config.imbalance_ratio,
                 self.cluster.config.imbalance_min_points,
             );
-            let total: u64 = counts.iter().map(|c| c.1).sum();
-            let max = counts.iter().map(|c| c.1).max().unwrap_or(0);
-            let ratio =
-                if total == 0 { 1.0 } else { max as f64 * counts.len() as f64 / total as f64 };
-            self.cluster.metrics.imbalance.with_label_values(&[&record.name]).set(ratio);
             if let Some(i) = flagged {
-                if record.config.auto_reshard && record.resharding.is_none() {
-                    tracing::warn!(
-                        collection = record.name,
-                        shard = i.shard,
-                        ratio = i.ratio,
-                        "shard imbalance; adding a shard"
-                    );
-                    match self.cluster.split_hot_shard(&record.name, i.shard).await {
-                        Ok(()) => self.cluster.metrics.auto_reshards.inc(),
-                        Err(e) => {
-                            tracing::warn!(collection = record.name, error = %e, "cannot add a shard")
-                        }
+                flagged_collections.push((record.clone(), i));
+            }
+        }
+        // Replaced whole, so deleted collections leave the metric.
+        self.cluster.metrics.imbalance.reset();
+        for (name, ratio) in ratios {
+            self.cluster.metrics.imbalance.with_label_values(&[&name]).set(ratio);
+        }
+        for (record, i) in flagged_collections {
+            if record.config.auto_reshard && record.resharding.is_none() {
+                tracing::warn!(
+                    collection = record.name,
+                    shard = i.shard,
+                    ratio = i.ratio,
+                    "shard imbalance; adding a shard"
+                );
+                match self.cluster.split_hot_shard(&record.name, i.shard).await {
+                    Ok(()) => self.cluster.metrics.auto_reshards.inc(),
+                    Err(e) => {
+                        tracing::warn!(collection = record.name, error = %e, "cannot add a shard")
                     }
                 }
             }
