@@ -6,7 +6,7 @@
 # used here is the Go library (helm.sh/helm/v4) that the PyPI wheel helm-sdkpy ships as a
 # shared library: `lint` is Helm's own chart linter. Helm's lint mode turns `fail` into a log
 # line, so a throwaway template that `fail`s with the output of every other template prints
-# the rendered manifests, which python3 (with python3-yaml) then checks. With a real `helm`
+# the rendered manifests, which python3 (with PyYAML) then checks. With a real `helm`
 # binary, `helm lint helm/vdb` and `helm template` do the same.
 #
 # Usage: helm/check.sh        (downloads the wheel once into ${XDG_CACHE_HOME:-~/.cache}/vdb)
@@ -23,8 +23,9 @@ if [[ ! -f "$lib" ]]; then
         --platform manylinux_2_17_x86_64 --dest "$cache" "helm-sdkpy==$version"
     python3 -m zipfile -e "$cache"/helm_sdkpy-"$version"-*.whl "$cache"
 fi
-python3 -c 'import yaml' 2>/dev/null || {
-    echo "helm/check: python3-yaml missing: apt-get install python3-yaml" >&2
-    exit 1
-}
+# PyYAML for check.py, installed by this script next to the wheel when python3 lacks it.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    [[ -d "$cache/py/yaml" ]] || python3 -m pip install --quiet --target "$cache/py" pyyaml
+    export PYTHONPATH="$cache/py${PYTHONPATH:+:$PYTHONPATH}"
+fi
 exec python3 "$here/check.py" "$lib" "$here/vdb"

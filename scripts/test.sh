@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test tiers, each inside its time budget:
-#   unit      unit and property tests of every crate            (budget 15 min incl. build)
+#   unit      unit and property tests of every crate, alert rules and dashboards (promtool),
+#             the Helm chart (lint + rendered objects)          (budget 15 min incl. build)
 #   blackbox  the shard and router APIs against the release binaries; resharding under load,
 #             controller failover on etcd                      (budget 10 min)
 #   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
@@ -25,7 +26,11 @@ scripts/setup.sh
 run 1200 cargo build --release --workspace --bins --tests
 
 case $tier in
-  unit|all) run 900 cargo test --release --workspace --exclude vdb-tests ;;&
+  unit|all)
+    run 900 cargo test --release --workspace --exclude vdb-tests
+    run 120 dashboards/check.sh
+    run 300 helm/check.sh
+    ;;&
   blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox --test router \
     --test resharding_support --test resharding --test controller -- --test-threads 2 ;;&
   slow|all)
