@@ -84,6 +84,16 @@ impl ShardProcess {
         }
     }
 
+    /// SIGSTOP: the process stays alive but answers nothing (a hung node).
+    pub fn pause(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`ShardProcess::pause`].
+    pub fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
     /// SIGTERM, then waits for a clean exit; returns its exit status code.
     pub fn terminate(&mut self) -> Result<Option<i32>> {
         let Some(mut c) = self.child.take() else { return Ok(None) };

@@ -394,3 +394,61 @@ fn a_dead_node_gives_503_naming_the_shard_or_flagged_partial_results() {
         [dead_shard]
     );
 }
+
+#[test]
+fn a_hung_node_never_holds_a_request_past_its_deadline() {
+    // Nemesis: SIGSTOP of one shard node (alive, silent). Asserts: searches answer within the
+    // read deadline (503 naming the shard, or partial results when asked), writes to the hung
+    // shard fail within the write deadline, and everything works again after SIGCONT.
+    let fleet =
+        Fleet::start(2, &[], &["--read-timeout-ms", "500", "--write-timeout-ms", "800"]).unwrap();
+    let http = fleet.http();
+    let r = http
+        .put("/v1/collections/c", &json!({"dimension": DIM, "metric": "l2", "shard_count": 2}))
+        .unwrap();
+    assert_eq!(r.0, 201, "{r:?}");
+    let nodes: BTreeSet<String> = r.1["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["nodes"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes.len(), 2, "one shard per node: {r:?}");
+    let vecs = vectors(200, 4);
+    upsert(&http, "c", 0..200, &vecs);
+    fleet.shards[1].pause();
+    let started = std::time::Instant::now();
+    let r = http.post("/v1/collections/c/search", &json!({"vector": vecs[0], "k": 5})).unwrap();
+    let strict = started.elapsed();
+    assert_error(&r, 503, "unavailable");
+    let started = std::time::Instant::now();
+    let r = http
+        .post(
+            "/v1/collections/c/search",
+            &json!({"vector": vecs[0], "k": 5, "allow_partial": true}),
+        )
+        .unwrap();
+    let partial = started.elapsed();
+    assert_eq!(r.0, 200, "{r:?}");
+    assert_eq!(r.1["partial"], true);
+    let started = std::time::Instant::now();
+    let r = http.put("/v1/collections/c/points", &json!({"points": (0..20).map(|i| json!({"id": i, "vector": vecs[i]})).collect::<Vec<_>>()})).unwrap();
+    let write = started.elapsed();
+    assert_error(&r, 503, "unavailable");
+    // Deadline plus one immediate retry and scheduling slack.
+    assert!(strict < std::time::Duration::from_millis(2500), "search took {strict:?}");
+    assert!(partial < std::time::Duration::from_millis(2500), "partial search took {partial:?}");
+    assert!(write < std::time::Duration::from_secs(5), "write took {write:?}");
+    fleet.shards[1].resume();
+    // Back in service once the controller's next health check passes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = http.post("/v1/collections/c/search", &json!({"vector": vecs[0], "k": 5})).unwrap();
+        if r.0 == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {r:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("hung node: strict search failed after {strict:?}, partial answered after {partial:?}, write failed after {write:?}");
+}
