@@ -170,10 +170,8 @@ impl RouterReport {
         }
         let _ = writeln!(
             out,
-            "\n{:<30} | {:<26} | {}",
-            "",
-            "latency: 1 connection",
-            format!("throughput: {} connections (raw: {} threads)", p.connections, p.threads)
+            "\n{:<30} | {:<26} | throughput: {} connections (raw: {} threads)",
+            "", "latency: 1 connection", p.connections, p.threads
         );
         let _ = writeln!(
             out,
