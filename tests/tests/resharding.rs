@@ -258,3 +258,64 @@ fn imbalance_adds_a_shard_when_enabled() {
         "imbalance split shard 0 at its median: ranges {ranges}, points per shard {per_shard:?}"
     );
 }
+
+/// Waits until no shard copy is moving and `node` hosts `shards` local shards.
+fn wait_moved(http: &Http, node: &str, shards: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = http.get(&format!("/v1/cluster/nodes/{node}")).unwrap().1;
+        let status = http.get("/v1/collections/c").unwrap().1["status"].clone();
+        if n["shards"] == shards && status == "green" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "moves did not finish: {n} {status}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn shards_follow_nodes_that_join_and_leave_under_load() {
+    // Nemesis: a node joins (rebalance moves shards onto it) and a node is drained (its shards
+    // move away) while a writer and a reader run.
+    let fleet = Fleet::start(2, &[], &[]).unwrap();
+    let http = fleet.http();
+    let r = http
+        .put("/v1/collections/c", &json!({"dimension": DIM, "metric": "l2", "shard_count": 4}))
+        .unwrap();
+    assert_eq!(r.0, 201, "{r:?}");
+    let acked = load(&http, "c", 3000);
+    let t = traffic(&http, "c", 3000, acked);
+    let joined = vdb_tests::ShardProcess::start(&[]).unwrap();
+    let r = http.put("/v1/cluster/nodes/n2", &json!({"url": joined.url})).unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    let started = Instant::now();
+    let r = http.post("/v1/cluster/rebalance", &json!({})).unwrap();
+    assert_eq!(r.0, 202, "{r:?}");
+    let moved_in = r.1["moves"].as_array().unwrap().len();
+    assert!(moved_in >= 1, "{r:?}");
+    wait_moved(&http, "n2", moved_in as u64);
+    let rebalance_took = started.elapsed();
+    let started = Instant::now();
+    let r = http.post("/v1/cluster/nodes/n0/drain", &json!({})).unwrap();
+    assert_eq!(r.0, 202, "{r:?}");
+    let drained = r.1["moves"].as_array().unwrap().len();
+    wait_moved(&http, "n0", 0);
+    let drain_took = started.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    t.stop.store(true, Ordering::Relaxed);
+    let (acked, writes, longest) = t.writer.join().unwrap();
+    let reads = t.reader.join().unwrap();
+    let points = check(&http, "c", &acked);
+    assert_eq!(http.delete("/v1/cluster/nodes/n0").unwrap().0, 204, "a drained node can leave");
+    // Old copies go after a grace period.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fleet.shards[0].http().get("/v1/shards").unwrap().1["shards"] != json!([]) {
+        assert!(Instant::now() < deadline, "old copies never dropped");
+        thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "node joined: {moved_in} shard(s) moved onto it in {rebalance_took:?}; node drained: {drained} moved off in \
+         {drain_took:?}; {writes} write batches and {reads} reads meanwhile, longest write {longest:?}; {points} points checked"
+    );
+    assert!(longest < Duration::from_millis(1500), "a write waited {longest:?}");
+}

@@ -354,3 +354,19 @@ pub struct ClusterInfo {
     pub nodes: Vec<NodeInfo>,
     pub collections: Vec<String>,
 }
+
+/// A move of one shard's copy from one node to another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShardMoveInfo {
+    pub collection: String,
+    pub shard: u32,
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST /v1/cluster/rebalance` and `POST /v1/cluster/nodes/{id}/drain`: the moves started
+/// (they run in the background, one after another).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShardMoves {
+    pub moves: Vec<ShardMoveInfo>,
+}

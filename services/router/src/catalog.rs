@@ -129,6 +129,7 @@ impl Cluster {
             next_shard_id: req.shard_count,
             since_ms: now_ms(),
             resharding: None,
+            moving: None,
         };
         let Some(rev) = self.state.cas(&key(name), None, &record).await? else {
             return Err(RouterError::AlreadyExists(format!("collection {name} already exists")));
@@ -308,7 +309,7 @@ impl Cluster {
             .collect();
         let status = if !failed.is_empty() || infos.iter().any(|i| !i.healthy) {
             CollectionStatus::Red
-        } else if record.resharding.is_some() {
+        } else if record.resharding.is_some() || record.moving.is_some() {
             CollectionStatus::Yellow
         } else {
             CollectionStatus::Green

@@ -24,6 +24,8 @@ pub fn app(cluster: Arc<Cluster>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/cluster", get(cluster_info))
         .route("/v1/cluster/nodes/{id}", put(register_node).get(node_info).delete(deregister_node))
+        .route("/v1/cluster/nodes/{id}/drain", post(drain_node))
+        .route("/v1/cluster/rebalance", post(rebalance))
         .route("/v1/collections", get(list_collections))
         .route(
             "/v1/collections/{name}",
@@ -120,6 +122,23 @@ async fn deregister_node(
 ) -> Result<StatusCode, ApiError> {
     c.deregister_node(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/cluster/nodes/{id}/drain", tag = "cluster",
+    params(("id" = String, Path, description = "node id")),
+    responses((status = 202, description = "moves of every shard copy off the node, running in the background", body = ShardMoves),
+        (status = 404, body = ErrorBody), (status = 503, description = "no other node to move to", body = ErrorBody)))]
+async fn drain_node(
+    State(c): Cluster_,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ShardMoves>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(ShardMoves { moves: c.drain_node(&id).await? })))
+}
+
+#[utoipa::path(post, path = "/v1/cluster/rebalance", tag = "cluster",
+    responses((status = 202, description = "moves that even out shards per node, running in the background", body = ShardMoves)))]
+async fn rebalance(State(c): Cluster_) -> Result<(StatusCode, Json<ShardMoves>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(ShardMoves { moves: c.rebalance().await? })))
 }
 
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", responses((status = 200, body = CollectionList)))]
@@ -349,6 +368,8 @@ async fn drop_index(
         register_node,
         node_info,
         deregister_node,
+        drain_node,
+        rebalance,
         list_collections,
         create_collection,
         describe_collection,

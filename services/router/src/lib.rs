@@ -11,7 +11,7 @@
 //! - [`catalog`]: collections and nodes (create, describe, update, delete, register).
 //! - [`points`]: point writes and reads routed to shards; [`search`]: scatter-gather top-k.
 //! - [`controller`]: election, health checks, clean-up, imbalance; [`reshard`]: online
-//!   resharding.
+//!   resharding; [`moves`]: moving shard copies between nodes (drain, rebalance).
 //! - [`metrics`], [`error`].
 
 pub mod catalog;
@@ -21,6 +21,7 @@ pub mod controller;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod moves;
 pub mod points;
 pub mod reshard;
 pub mod search;

@@ -39,7 +39,7 @@ fn ownership(plan: &ReshardRecord, cut_over: &[u32], shard: u32) -> Ownership {
 }
 const WAL_PAGE: usize = 1_000;
 /// How long a removed shard keeps answering after the map stopped naming it.
-const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Cluster {
     /// Adds one shard (online). Returns once the resharding is recorded; the controller runs

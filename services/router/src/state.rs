@@ -89,6 +89,19 @@ pub struct CollectionRecord {
     pub since_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resharding: Option<ReshardRecord>,
+    /// A shard copy moving between nodes (see `moves.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<MoveRecord>,
+}
+
+/// A move of one shard's copy between nodes, under way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    pub shard: u32,
+    pub from: String,
+    pub to: String,
+    /// When it started (ms since the epoch), so the controller can tell abandoned ones.
+    pub since_ms: u64,
 }
 
 impl CollectionRecord {
