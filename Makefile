@@ -40,6 +40,9 @@ bench-embed: embedder build ## benchmark the embedder (both backends) against se
 bench: build ## benchmark VDB over HTTP against raw USearch on debian-minilm
 	cargo run --release -p vdb-bench -- shard
 
+bench-router: build ## benchmark search through the router on 1, 2 and 4 shards (vs the shard node and raw USearch)
+	cargo run --release -p vdb-bench -- router --repeat 3
+
 openapi: ## regenerate openapi/*.json from the code
 	UPDATE_OPENAPI=1 cargo test --release -p vdb-shard -p vdb-router -p vdb-embedder --test openapi
 
@@ -51,4 +54,4 @@ lint-embedder: ## clippy on vdb-embedder with both backends (after make embedder
 	source ~/.cache/vdb/embedder.env && cargo clippy --release -p vdb-embedder \
 	  --features torch,tensorflow --target-dir "$$VDB_EMBEDDER_TARGET" --all-targets -- -D warnings
 
-.PHONY: help setup build demo test test-unit test-blackbox test-slow test-embedder embedder bench-embed bench openapi lint lint-embedder
+.PHONY: help setup build demo test test-unit test-blackbox test-slow test-embedder embedder bench-embed bench bench-router openapi lint lint-embedder
