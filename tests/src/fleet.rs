@@ -1,11 +1,10 @@
 //! Routers and whole local fleets (shard nodes + a router) for tests that go through the
 //! public API.
 
-use crate::{bin_dir, Http, ShardProcess};
-use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader};
+use crate::{Http, ShardProcess};
+use anyhow::{bail, Result};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A running `vdb-router`.
@@ -86,26 +85,7 @@ impl Drop for RouterProcess {
 }
 
 fn spawn_router(args: &[String]) -> Result<(Child, String)> {
-    let bin = bin_dir().join("vdb-router");
-    if !bin.exists() {
-        bail!("{} is missing: build it with `cargo build --release -p vdb-router`", bin.display());
-    }
-    let mut child = Command::new(&bin)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .args(args)
-        .env("RUST_LOG", std::env::var("VDB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let v: serde_json::Value =
-        serde_json::from_str(line.trim()).with_context(|| format!("first line {line:?}"))?;
-    let addr = v["listening"].as_str().context("no listening address")?;
-    Ok((child, format!("http://{addr}")))
+    crate::spawn_binary("vdb-router", args)
 }
 
 /// `n` shard nodes and one router on a local metastore file.

@@ -144,15 +144,21 @@ fn signal(pid: u32, sig: i32) {
 }
 
 fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, String)> {
-    let bin = bin_dir().join("vdb-shard");
+    let mut all: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string()];
+    all.extend(args.iter().cloned());
+    spawn_binary("vdb-shard", &all)
+}
+
+/// Starts release binary `name` on a free loopback port with `args`, and reads the address
+/// it bound from its first stdout line (`{"listening": "127.0.0.1:PORT"}`).
+pub fn spawn_binary(name: &str, args: &[String]) -> Result<(Child, String)> {
+    let bin = bin_dir().join(name);
     if !bin.exists() {
-        bail!("{} is missing: build it with `cargo build --release -p vdb-shard`", bin.display());
+        bail!("{} is missing: build it with `cargo build --release -p {name}`", bin.display());
     }
     let mut child = Command::new(&bin)
         .arg("--listen")
         .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(data_dir)
         .args(args)
         .env("RUST_LOG", std::env::var("VDB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::piped())

@@ -5,15 +5,6 @@ use utoipa::OpenApi;
 
 #[test]
 fn committed_spec_matches_the_code() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/embedder.json");
-    let generated = vdb_embedder::http::ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
-    if std::env::var("UPDATE_OPENAPI").is_ok() {
-        std::fs::write(&path, &generated).unwrap();
-        return;
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi/embedder.json is stale: run `make openapi` and commit the result"
-    );
+    let generated = vdb_embedder::http::ApiDoc::openapi().to_pretty_json().unwrap();
+    vdb_common::openapi::assert_current(env!("CARGO_MANIFEST_DIR"), "embedder.json", &generated);
 }
