@@ -314,15 +314,18 @@ impl Cluster {
         } else {
             CollectionStatus::Green
         };
+        // The shards' own counts add up to the collection's, except while a resharding keeps
+        // copies of moving points on two shards: then only an ownership-aware count is right.
+        let answered: u64 = infos.iter().filter_map(|i| i.points).sum();
+        let points = match record.resharding {
+            Some(_) => self.count(name, CountPoints::default()).await.map_or(answered, |c| c.count),
+            None => answered,
+        };
         Ok(CollectionInfo {
             name: record.name.clone(),
             config: record.config.clone(),
             status,
-            points: self
-                .count(name, CountPoints::default())
-                .await
-                .map(|c| c.count)
-                .unwrap_or_else(|_| infos.iter().filter_map(|i| i.points).sum()),
+            points,
             imbalance: imbalance(
                 &routed,
                 &infos,

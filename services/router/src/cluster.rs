@@ -22,6 +22,8 @@ pub struct Cluster {
     pub state: State,
     pub metrics: Arc<Metrics>,
     clients: RwLock<HashMap<String, NodeClients>>,
+    /// Routing of each collection, built once per record revision (see [`Cluster::routed`]).
+    routes: RwLock<HashMap<String, Arc<Routed>>>,
     /// The last counters seen per local shard, for rates: (when, searches, writes).
     pub samples: parking_lot::Mutex<HashMap<String, (std::time::Instant, u64, u64)>>,
 }
@@ -112,6 +114,7 @@ impl Cluster {
             state,
             metrics,
             clients: RwLock::default(),
+            routes: RwLock::default(),
             samples: Default::default(),
         }
     }
@@ -138,11 +141,19 @@ impl Cluster {
     }
 
     /// The active collection `name` from the view, resolved for routing.
-    pub fn routed(&self, name: &str) -> Result<Routed> {
+    ///
+    /// Building a shard map (a consistent ring sorts `virtual_nodes × shards` points) is done
+    /// once per record revision, not per request.
+    pub fn routed(&self, name: &str) -> Result<Arc<Routed>> {
         let view = self.state.view();
         match view.collections.get(name) {
             Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
-                Routed::new(record.clone(), *rev)
+                if let Some(r) = self.routes.read().get(name).filter(|r| r.revision == *rev) {
+                    return Ok(r.clone());
+                }
+                let routed = Arc::new(Routed::new(record.clone(), *rev)?);
+                self.routes.write().insert(name.to_string(), routed.clone());
+                Ok(routed)
             }
             Some((record, _)) if record.lifecycle == Lifecycle::Creating => {
                 Err(RouterError::Unavailable(format!("collection {name} is still being created")))
@@ -152,13 +163,11 @@ impl Cluster {
     }
 
     /// The same, read straight from the metastore: after a shard said our map is stale.
-    pub async fn routed_fresh(&self, name: &str) -> Result<Routed> {
-        match self.state.fresh_collection(name).await? {
-            Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
-                Routed::new(record, rev)
-            }
-            _ => self.routed(name),
-        }
+    /// `fresh_collection` waits until the view has caught up with the metastore, so the view
+    /// then holds this revision or a newer one.
+    pub async fn routed_fresh(&self, name: &str) -> Result<Arc<Routed>> {
+        self.state.fresh_collection(name).await?;
+        self.routed(name)
     }
 
     /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node
@@ -230,6 +239,16 @@ pub fn collect<T>(outcomes: Vec<ShardOutcome<T>>) -> (Vec<(u32, T)>, Failed) {
         }
     }
     (ok, failed)
+}
+
+/// The answers of a fan-out where every shard must answer; otherwise [`first_error`].
+pub fn all_answered<T>(outcomes: Vec<ShardOutcome<T>>) -> Result<Vec<(u32, T)>> {
+    let (ok, failed) = collect(outcomes);
+    if failed.is_empty() {
+        Ok(ok)
+    } else {
+        Err(first_error(failed))
+    }
 }
 
 /// One error for a set of failed shards: the first client error if any, else a 503 naming

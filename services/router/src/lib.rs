@@ -12,6 +12,7 @@
 //! - [`points`]: point writes and reads routed to shards; [`search`]: scatter-gather top-k.
 //! - [`controller`]: election, health checks, clean-up, imbalance; [`reshard`]: online
 //!   resharding; [`moves`]: moving shard copies between nodes (drain, rebalance).
+//! - [`handoff`]: copying a local shard and following its WAL (used by both).
 //! - [`metrics`], [`error`].
 
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod handoff;
 pub mod http;
 pub mod metrics;
 pub mod moves;

@@ -15,11 +15,11 @@
 use crate::catalog::{node_loads, shard_config};
 use crate::cluster::Cluster;
 use crate::error::{Result, RouterError};
+use crate::handoff::{copy_points, follow_wal, replay, TailError};
 use crate::state::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vdb_api::*;
-use vdb_client::ShardClient;
 
 /// A move older than this whose router is gone is rolled back.
 pub const ABANDONED_MOVE: Duration = Duration::from_secs(300);
@@ -178,50 +178,25 @@ impl Cluster {
                 .map_err(derr)?;
         }
         let mut lsn = info.last_lsn;
-        let mut offset = None;
-        loop {
-            let page = src
-                .scroll(
-                    &local,
-                    &ScrollPoints {
-                        limit: 256,
-                        offset,
-                        with_payload: true,
-                        with_vector: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(serr)?;
-            if !page.points.is_empty() {
-                let points = page
-                    .points
-                    .into_iter()
-                    .map(|r| Point {
-                        id: r.id,
-                        vector: r.vector.unwrap_or_default(),
-                        payload: r.payload.map(serde_json::Value::Object),
-                    })
-                    .collect();
-                dst.upsert(&local, &UpsertPoints { points }).await.map_err(derr)?;
-            }
-            match page.next_offset {
-                Some(next) => offset = Some(next),
-                None => break,
-            }
-        }
+        let upsert = |points| async {
+            replay(&dst, &local, WalEntry::Upsert { points }).await.map_err(derr)
+        };
+        copy_points(&src, &local, upsert, serr).await?;
         for frozen in [false, true] {
             if frozen {
                 let guard = WriteGuard { ownership: everything_moves(shard, false), frozen: true };
                 src.install_guard(&local, &guard).await.map_err(serr)?;
             }
-            loop {
-                let page = src.wal(&local, lsn, Some(1000)).await.map_err(serr)?;
-                let Some(last) = page.records.last().map(|r| r.lsn) else { break };
-                for r in page.records {
-                    replay(&dst, &local, r.op).await.map_err(derr)?;
+            let apply = |op| async { replay(&dst, &local, op).await.map_err(derr) };
+            match follow_wal(&src, &local, &mut lsn, apply).await {
+                Ok(()) => {}
+                Err(TailError::Truncated) => {
+                    return Err(RouterError::Unavailable(format!(
+                        "{from}'s log of shard {shard} was truncated by a snapshot during the copy; retry the move"
+                    )))
                 }
-                lsn = last;
+                Err(TailError::Source(e)) => return Err(serr(e)),
+                Err(TailError::Apply(e)) => return Err(e),
             }
         }
         let frozen_at = Instant::now();
@@ -266,37 +241,5 @@ impl Cluster {
             .state
             .update_collection(name, |r| Ok::<_, RouterError>(r.moving.take().is_some()))
             .await;
-    }
-}
-
-/// Applies one logged write of the source to the target copy.
-async fn replay(
-    dst: &ShardClient,
-    local: &str,
-    op: WalEntry,
-) -> std::result::Result<(), vdb_client::ClientError> {
-    let by_ids = |ids: Vec<PointId>| PointSelector { ids: Some(ids), filter: None };
-    match op {
-        WalEntry::Upsert { points } => dst.upsert(local, &UpsertPoints { points }).await.map(drop),
-        WalEntry::Delete { ids } => dst.delete_points(local, &by_ids(ids)).await.map(drop),
-        WalEntry::SetPayload { ids, payload } => dst
-            .set_payload(local, &SetPayload { payload, ids: Some(ids), filter: None })
-            .await
-            .map(drop),
-        WalEntry::OverwritePayload { ids, payload } => dst
-            .overwrite_payload(local, &SetPayload { payload, ids: Some(ids), filter: None })
-            .await
-            .map(drop),
-        WalEntry::DeletePayload { ids, keys } => dst
-            .delete_payload(local, &DeletePayload { keys, ids: Some(ids), filter: None })
-            .await
-            .map(drop),
-        WalEntry::CreateIndex { field, kind } => {
-            dst.create_index(local, &CreatePayloadIndex { field, kind }).await.map(drop)
-        }
-        WalEntry::DropIndex { field } => match dst.drop_index(local, &field).await {
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => Ok(()),
-            r => r,
-        },
     }
 }

@@ -6,7 +6,7 @@
 //! A shard that is handing its points off during a resharding, or that says the router's map
 //! is stale, gets the affected part of the write again after a short pause and a fresh map.
 
-use crate::cluster::{collect, first_error, retryable, Cluster, Routed};
+use crate::cluster::{all_answered, first_error, retryable, Cluster, Routed};
 use crate::error::{Result, RouterError};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -191,7 +191,7 @@ impl Cluster {
     }
 
     pub async fn upsert(&self, name: &str, req: UpsertPoints) -> Result<CollectionWriteResult> {
-        validate_points(&self.routed(name)?, &req.points)?;
+        validate_points(&*self.routed(name)?, &req.points)?;
         self.write_by_ids(
             name,
             req.points,
@@ -314,10 +314,7 @@ impl Cluster {
                 c.read.get_points(&local, &ask).await
             })
             .await;
-        let (ok, failed) = collect(outcomes);
-        if !failed.is_empty() {
-            return Err(first_error(failed));
-        }
+        let ok = all_answered(outcomes)?;
         let mut found: HashMap<PointId, Record> =
             ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
         Ok(Records { points: order.iter().filter_map(|id| found.remove(id)).collect() })
@@ -336,10 +333,7 @@ impl Cluster {
                 c.read.count(&local, &ask).await
             })
             .await;
-        let (ok, failed) = collect(outcomes);
-        if !failed.is_empty() {
-            return Err(first_error(failed));
-        }
+        let ok = all_answered(outcomes)?;
         Ok(CountResult { count: ok.iter().map(|(_, c)| c.count).sum() })
     }
 
@@ -364,10 +358,7 @@ impl Cluster {
                 c.read.scroll(&local, &ask).await
             })
             .await;
-        let (ok, failed) = collect(outcomes);
-        if !failed.is_empty() {
-            return Err(first_error(failed));
-        }
+        let ok = all_answered(outcomes)?;
         Ok(merge_scroll(ok.into_iter().map(|(_, page)| page).collect(), req.limit))
     }
 
@@ -380,12 +371,7 @@ impl Cluster {
                 c.write.create_index(&local, req).await.map(|_| ())
             })
             .await;
-        let (_, failed) = collect(outcomes);
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(first_error(failed))
-        }
+        all_answered(outcomes).map(drop)
     }
 
     pub async fn drop_index(&self, name: &str, field: &str) -> Result<()> {
@@ -398,12 +384,7 @@ impl Cluster {
                 }
             })
             .await;
-        let (_, failed) = collect(outcomes);
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(first_error(failed))
-        }
+        all_answered(outcomes).map(drop)
     }
 }
 

@@ -24,6 +24,7 @@
 
 use crate::cluster::{Cluster, Routed};
 use crate::error::{Result, RouterError};
+use crate::handoff::{copy_points, follow_wal, replay, TailError};
 use crate::state::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -31,13 +32,10 @@ use vdb_api::*;
 use vdb_client::ShardClient;
 use vdb_sharding::{ShardMap, Transition};
 
-const COPY_BATCH: usize = 256;
-
 /// The ownership rule of `shard` once the sources `cut_over` are handed over.
 fn ownership(plan: &ReshardRecord, cut_over: &[u32], shard: u32) -> Ownership {
     Ownership { from: plan.from.clone(), to: plan.to.clone(), cut_over: cut_over.to_vec(), shard }
 }
-const WAL_PAGE: usize = 1_000;
 /// How long a removed shard keeps answering after the map stopped naming it.
 pub(crate) const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -326,40 +324,13 @@ impl Cluster {
         let err = |e| RouterError::from_shard(source, "", e);
         'attempt: loop {
             let mut lsn = src.get_shard(&local).await.map_err(err)?.last_lsn;
-            let mut copied = 0u64;
-            let mut offset = None;
-            loop {
-                let page = src
-                    .scroll(
-                        &local,
-                        &ScrollPoints {
-                            limit: COPY_BATCH,
-                            offset,
-                            with_payload: true,
-                            with_vector: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(err)?;
-                let points = page.points.into_iter().map(|r| Point {
-                    id: r.id,
-                    vector: r.vector.unwrap_or_default(),
-                    payload: r.payload.map(serde_json::Value::Object),
-                });
-                copied += self
-                    .apply_to_targets(
-                        routed,
-                        t,
-                        source,
-                        WalEntry::Upsert { points: points.collect() },
-                    )
-                    .await?;
-                match page.next_offset {
-                    Some(next) => offset = Some(next),
-                    None => break,
-                }
-            }
+            let copied = copy_points(
+                &src,
+                &local,
+                |points| self.apply_to_targets(routed, t, source, WalEntry::Upsert { points }),
+                err,
+            )
+            .await?;
             // Catch up, then freeze and drain the last records.
             for frozen in [false, true] {
                 if frozen {
@@ -367,24 +338,19 @@ impl Cluster {
                         WriteGuard { ownership: ownership(plan, cut_over, source), frozen: true };
                     src.install_guard(&local, &guard).await.map_err(err)?;
                 }
-                loop {
-                    let page = match src.wal(&local, lsn, Some(WAL_PAGE)).await {
-                        Ok(p) => p,
-                        Err(e) if e.code() == Some(ErrorCode::WalTruncated) => {
-                            tracing::info!(
-                                collection = name,
-                                source,
-                                "WAL truncated under the copy; starting over"
-                            );
-                            continue 'attempt;
-                        }
-                        Err(e) => return Err(err(e)),
-                    };
-                    let Some(last) = page.records.last().map(|r| r.lsn) else { break };
-                    for record in page.records {
-                        self.apply_to_targets(routed, t, source, record.op).await?;
+                let apply = |op| self.apply_to_targets(routed, t, source, op);
+                match follow_wal(&src, &local, &mut lsn, apply).await {
+                    Ok(()) => {}
+                    Err(TailError::Truncated) => {
+                        tracing::info!(
+                            collection = name,
+                            source,
+                            "WAL truncated under the copy; starting over"
+                        );
+                        continue 'attempt;
                     }
-                    lsn = last;
+                    Err(TailError::Source(e)) => return Err(err(e)),
+                    Err(TailError::Apply(e)) => return Err(e),
                 }
             }
             let frozen_at = Instant::now();
@@ -472,30 +438,9 @@ impl Cluster {
         let mut touched = 0;
         for (to, entry) in by_target {
             let c = self.shard_client(routed, to)?;
-            let local = routed.record.local_name(to);
-            let result = match entry {
-                WalEntry::Upsert { points } => c.upsert(&local, &UpsertPoints { points }).await,
-                WalEntry::Delete { ids } => {
-                    c.delete_points(&local, &PointSelector { ids: Some(ids), filter: None }).await
-                }
-                WalEntry::SetPayload { ids, payload } => {
-                    c.set_payload(&local, &SetPayload { payload, ids: Some(ids), filter: None })
-                        .await
-                }
-                WalEntry::OverwritePayload { ids, payload } => {
-                    c.overwrite_payload(
-                        &local,
-                        &SetPayload { payload, ids: Some(ids), filter: None },
-                    )
-                    .await
-                }
-                WalEntry::DeletePayload { ids, keys } => {
-                    c.delete_payload(&local, &DeletePayload { keys, ids: Some(ids), filter: None })
-                        .await
-                }
-                WalEntry::CreateIndex { .. } | WalEntry::DropIndex { .. } => continue,
-            };
-            touched += result.map_err(|e| RouterError::from_shard(to, "", e))?.affected;
+            touched += replay(&c, &routed.record.local_name(to), entry)
+                .await
+                .map_err(|e| RouterError::from_shard(to, "", e))?;
         }
         Ok(touched)
     }
