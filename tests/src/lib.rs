@@ -9,6 +9,7 @@
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
 
+pub mod data;
 pub mod fleet;
 
 use anyhow::{bail, Context, Result};

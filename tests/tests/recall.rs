@@ -6,45 +6,11 @@
 
 use serde_json::{json, Value};
 use vdb_dataset::Dataset;
+use vdb_tests::data::{dataset_or_skip, ingest};
 use vdb_tests::{Http, ShardProcess};
-
-fn load() -> Option<Dataset> {
-    match Dataset::load(None) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping recall test outside CI: {e}");
-            None
-        }
-        Err(e) => panic!("dataset required under CI: {e}"),
-    }
-}
 
 fn ids(reply: &Value) -> Vec<u64> {
     reply["points"].as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect()
-}
-
-fn ingest(http: &Http, data: &Dataset) {
-    let chunks: Vec<Vec<Value>> = data
-        .base
-        .iter()
-        .zip(&data.docs)
-        .map(|(v, d)| json!({"id": d.id, "vector": v, "payload": d.payload()}))
-        .collect::<Vec<_>>()
-        .chunks(500)
-        .map(<[Value]>::to_vec)
-        .collect();
-    let started = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for part in chunks.chunks(chunks.len().div_ceil(2)) {
-            s.spawn(move || {
-                for batch in part {
-                    let r = http.put("/v1/shards/docs/points", &json!({"points": batch})).unwrap();
-                    assert_eq!(r.0, 200, "{r:?}");
-                }
-            });
-        }
-    });
-    println!("ingested {} points in {:.1?}", data.base.len(), started.elapsed());
 }
 
 /// Mean recall@10 of `search` over the queries, checking the plan of every reply.
@@ -61,7 +27,7 @@ fn mean_recall(http: &Http, truth: &[Vec<u32>], plan: &str, body: impl Fn(usize)
 
 #[test]
 fn recall_at_10_on_debian_minilm() {
-    let Some(data) = load() else { return };
+    let Some(data) = dataset_or_skip("recall test") else { return };
     let node = ShardProcess::start(&["--fsync", "never", "--snapshot-every", "0"]).unwrap();
     let http = node.http();
     let r = http
@@ -72,7 +38,7 @@ fn recall_at_10_on_debian_minilm() {
         .unwrap();
     assert_eq!(r.0, 201);
     http.put("/v1/shards/docs/index", &json!({"field": "section", "kind": "keyword"})).unwrap();
-    ingest(&http, &data);
+    ingest(&http, "/v1/shards/docs/points", &data);
 
     let filter = |i: usize| json!({"must": [{"key": "section", "match": {"value": data.filter_sections[i]}}]});
     let plain =

@@ -6,48 +6,12 @@
 
 use serde_json::{json, Value};
 use vdb_dataset::Dataset;
+use vdb_tests::data::{dataset_or_skip, ingest};
 use vdb_tests::fleet::Fleet;
 use vdb_tests::Http;
 
-fn load() -> Option<Dataset> {
-    match Dataset::load(None) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping router recall test outside CI: {e}");
-            None
-        }
-        Err(e) => panic!("dataset required under CI: {e}"),
-    }
-}
-
 fn ids(reply: &Value) -> Vec<u64> {
     reply["points"].as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect()
-}
-
-fn ingest(http: &Http, coll: &str, data: &Dataset) {
-    let chunks: Vec<Vec<Value>> = data
-        .base
-        .iter()
-        .zip(&data.docs)
-        .map(|(v, d)| json!({"id": d.id, "vector": v, "payload": d.payload()}))
-        .collect::<Vec<_>>()
-        .chunks(500)
-        .map(<[Value]>::to_vec)
-        .collect();
-    let started = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for part in chunks.chunks(chunks.len().div_ceil(2)) {
-            s.spawn(move || {
-                for batch in part {
-                    let r = http
-                        .put(&format!("/v1/collections/{coll}/points"), &json!({"points": batch}))
-                        .unwrap();
-                    assert_eq!(r.0, 200, "{r:?}");
-                }
-            });
-        }
-    });
-    println!("{coll}: ingested {} points in {:.1?}", data.base.len(), started.elapsed());
 }
 
 fn search(http: &Http, coll: &str, body: &Value) -> Vec<u64> {
@@ -68,7 +32,7 @@ fn mean_recall(http: &Http, coll: &str, truth: &[Vec<u32>], body: impl Fn(usize)
 
 #[test]
 fn four_shards_recall_at_least_one_shard_and_exact_is_brute_force() {
-    let Some(data) = load() else { return };
+    let Some(data) = dataset_or_skip("router recall test") else { return };
     let fleet = Fleet::start(4, &["--fsync", "never", "--snapshot-every", "0"], &[]).unwrap();
     let http = fleet.http();
     for (coll, shards) in [("one", 1), ("four", 4)] {
@@ -86,7 +50,7 @@ fn four_shards_recall_at_least_one_shard_and_exact_is_brute_force() {
             )
             .unwrap();
         assert_eq!(r.0, 204, "{r:?}");
-        ingest(&http, coll, &data);
+        ingest(&http, &format!("/v1/collections/{coll}/points"), &data);
     }
     let plain = |i: usize| json!({"vector": data.queries[i], "k": 10, "ef": 64});
     let one = mean_recall(&http, "one", &data.gt, plain);
