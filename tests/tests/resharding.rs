@@ -173,6 +173,23 @@ fn check(http: &Http, coll: &str, acked: &Acked) -> usize {
     seen.len()
 }
 
+/// Cut-over freezes the router measured (`vdb_router_reshard_write_block_seconds`): how many,
+/// and how many lasted under 200 ms (the issue's bound on how long a write may be blocked).
+fn write_block_windows(http: &Http) -> (u64, u64) {
+    let metrics = http.metrics().unwrap();
+    let value = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    (
+        value("vdb_router_reshard_write_block_seconds_count "),
+        value("vdb_router_reshard_write_block_seconds_bucket{le=\"0.2\"} "),
+    )
+}
+
 fn run(strategy: Value, start_shards: u32, change: impl FnOnce(&Http) -> usize) {
     let fleet = Fleet::start(3, &[], &[]).unwrap();
     let http = fleet.http();
@@ -196,15 +213,13 @@ fn run(strategy: Value, start_shards: u32, change: impl FnOnce(&Http) -> usize) 
         .iter()
         .map(|s| s["points"].as_u64().unwrap_or(0))
         .collect();
-    let metrics = http.metrics().unwrap();
-    let block: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("vdb_router_reshard_write_block_seconds_"))
-        .collect();
+    let (windows, within) = write_block_windows(&http);
     println!(
         "resharding to {shards} shards took {took:?}: {writes} write batches and {reads} reads during it, \
-         longest write {longest:?}; {points} points checked, per shard {per_shard:?}; {block:?}"
+         longest write {longest:?}; {points} points checked, per shard {per_shard:?}; \
+         {within} of {windows} cut-over freezes under 200 ms"
     );
+    assert!(windows > 0 && within == windows, "a cut-over froze writes for 200 ms or more");
     assert!(longest < Duration::from_millis(1500), "a write waited {longest:?}");
 }
 
@@ -318,4 +333,6 @@ fn shards_follow_nodes_that_join_and_leave_under_load() {
          {drain_took:?}; {writes} write batches and {reads} reads meanwhile, longest write {longest:?}; {points} points checked"
     );
     assert!(longest < Duration::from_millis(1500), "a write waited {longest:?}");
+    let (windows, within) = write_block_windows(&http);
+    assert!(windows >= 3 && within == windows, "{within} of {windows} move freezes under 200 ms");
 }
