@@ -42,7 +42,7 @@ for i in 0 1 2; do
   nodes+=(--node "n$i=$url")
 done
 
-meta="local://$PWD/$state/meta.json"
+meta="local://$(cd "$state" && pwd)/meta.json"
 if [ "${VDB_DEMO_ETCD:-0}" = 1 ]; then
   command -v etcd >/dev/null || { echo "etcd is missing: run make setup" >&2; exit 1; }
   client=$(free_port); peer=$(free_port)
