@@ -163,11 +163,13 @@ impl Cluster {
     }
 
     /// The same, read straight from the metastore: after a shard said our map is stale.
-    /// `fresh_collection` waits until the view has caught up with the metastore, so the view
-    /// then holds this revision or a newer one.
     pub async fn routed_fresh(&self, name: &str) -> Result<Arc<Routed>> {
-        self.state.fresh_collection(name).await?;
-        self.routed(name)
+        match self.state.fresh_collection(name).await? {
+            Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
+                Ok(Arc::new(Routed::new(record, rev)?))
+            }
+            _ => self.routed(name),
+        }
     }
 
     /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node
