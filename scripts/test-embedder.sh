@@ -10,7 +10,10 @@
 #      per backend vs base.fvecs), black-box (the binary, SIGTERM, device errors)
 #   4. export of 1,000 documents to a .pt + .labels and a TFRecord, read back by torch.load and
 #      tf.data.TFRecordDataset (scripts/check_export.py)
-#   5. vdb-bench embed --quick (both backends next to sentence-transformers)
+#   5. text through the router (tests/tests/router_text.rs): the feature-built embedder, real
+#      shard nodes and a router; 1,000 documents upserted as text vs base.fvecs, text searches,
+#      422 for over-long text, 503 once the embedder is killed
+#   6. vdb-bench embed --quick (both backends next to sentence-transformers)
 # Under CI=true nothing here skips: a missing library, model or dataset fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,10 @@ run 300 "$VDB_EMBEDDER_BIN" export --backend torch --device cpu --input "$data/d
   --label-field section --limit 1000 --torch "$out/train.pt" --tfrecord "$out/train.tfrecord"
 run 300 "$VDB_EMBEDDER_PYTHON" scripts/check_export.py --torch "$out/train.pt" \
   --tfrecord "$out/train.tfrecord" --dataset "$data" --label-field section
+
+# The router and shard binaries of the default build (scripts/test.sh has built them already).
+run 1200 cargo build --release -p vdb-shard -p vdb-router --bins
+run 600 cargo test --release -p vdb-tests --test router_text -- --nocapture
 
 run 600 cargo run --release -q -p vdb-bench -- embed --quick --embedder-bin "$VDB_EMBEDDER_BIN" \
   --out target/bench-embed-quick.json

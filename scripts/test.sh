@@ -3,12 +3,14 @@
 #   unit      unit and property tests of every crate, alert rules and dashboards (promtool),
 #             the Helm chart (lint + rendered objects)          (budget 15 min incl. build)
 #   blackbox  the shard and router APIs against the release binaries; resharding under load,
-#             controller failover on etcd                      (budget 10 min)
+#             controller failover on etcd, replication between shard nodes, primary
+#             failover under sync writes (VDB_FAILOVERS, default 5)  (budget 10 min)
 #   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
 #             bench and fleet demo smoke, metrics through a real Prometheus
 #             (scripts/test-observability.sh)                  (budget 25 min)
 #   embedder  vdb-embedder with both backends on the real model: golden, black-box, export,
-#             bench smoke (scripts/test-embedder.sh; budget 25 min cold, ~5 min warm)
+#             text through the router, bench smoke (scripts/test-embedder.sh; budget 25 min
+#             cold, ~5 min warm)
 # Usage: scripts/test.sh [unit|blackbox|slow|embedder|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,9 @@ case $tier in
     run 300 helm/check.sh
     ;;&
   blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox --test router \
-    --test resharding_support --test resharding --test controller -- --test-threads 2 ;;&
+    --test resharding_support --test resharding --test controller --test shard_replication \
+    --test replication \
+    -- --test-threads 2 ;;&
   slow|all)
     run 1500 cargo test --release -p vdb-tests --test recall --test router_recall --test crash \
       -- --nocapture --test-threads 1

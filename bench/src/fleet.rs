@@ -85,7 +85,7 @@ impl Fleet {
             wait_ready(client, &process.url).await?;
         }
         let create = CreateCollection {
-            dimension: data.dim,
+            dimension: Some(data.dim),
             metric: Metric::Cosine,
             hnsw: HnswConfig {
                 m: hnsw.m,
@@ -97,7 +97,9 @@ impl Fleet {
             replication_factor: 1,
             sharding: Sharding::Hash,
             write_consistency: WriteConsistency::Async,
+            min_in_sync: None,
             auto_reshard: false,
+            embedding: None,
         };
         let url = &self.router.url;
         let uri: Uri = format!("{url}/v1/collections/{COLLECTION}").parse()?;

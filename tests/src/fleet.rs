@@ -60,6 +60,11 @@ impl RouterProcess {
         }
     }
 
+    /// How the process ended, when it ended by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGKILL.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -116,5 +121,20 @@ impl Fleet {
 
     pub fn http(&self) -> Http {
         self.router.http()
+    }
+
+    /// Panics naming every process of the fleet that ended by itself, with its exit status
+    /// (a crash then reads as a crash, not as a timeout further on).
+    pub fn assert_alive(&mut self) {
+        let mut dead: Vec<String> = self
+            .shards
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.exited().map(|st| format!("shard node n{i} ({}): {st}", s.url)))
+            .collect();
+        if let Some(st) = self.router.exited() {
+            dead.push(format!("router {}: {st}", self.router.url));
+        }
+        assert!(dead.is_empty(), "fleet processes ended: {}", dead.join("; "));
     }
 }

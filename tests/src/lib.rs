@@ -5,11 +5,14 @@
 //!   stop it (SIGTERM) and start it again on the same data.
 //! - [`Http`]: raw JSON requests, for tests that must send what a typed client cannot
 //!   (malformed bodies, wrong types).
+//! - [`fleet`]: routers and whole fleets; [`embedder::EmbedderProcess`]: the feature-built
+//!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset.
 //!
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
 
 pub mod data;
+pub mod embedder;
 pub mod fleet;
 
 use anyhow::{bail, Context, Result};
@@ -85,6 +88,12 @@ impl ShardProcess {
         }
     }
 
+    /// How the process ended, when it ended by itself (`None` while it runs or after
+    /// [`ShardProcess::kill9`]).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGSTOP: the process stays alive but answers nothing (a hung node).
     pub fn pause(&self) {
         signal(self.pid(), libc::SIGSTOP);
@@ -157,7 +166,12 @@ pub fn spawn_binary(name: &str, args: &[String]) -> Result<(Child, String)> {
     if !bin.exists() {
         bail!("{} is missing: build it with `cargo build --release -p {name}`", bin.display());
     }
-    let mut child = Command::new(&bin)
+    spawn_path(&bin, args)
+}
+
+/// [`spawn_binary`] for a binary at any path.
+pub fn spawn_path(bin: &Path, args: &[String]) -> Result<(Child, String)> {
+    let mut child = Command::new(bin)
         .arg("--listen")
         .arg("127.0.0.1:0")
         .args(args)

@@ -498,7 +498,9 @@ fn quantised_storage_and_dot_metric_answer_searches() {
 
 #[test]
 fn overload_answers_429_not_a_hang() {
-    let node = ShardProcess::start(&["--max-concurrency", "1", "--max-queue", "1"]).unwrap();
+    // One read thread and one waiting read: the rest of the burst must be refused.
+    let flags = ["--search-threads", "1", "--max-concurrency", "1", "--max-queue", "1"];
+    let node = ShardProcess::start(&flags).unwrap();
     let http = node.http();
     create(&http, "o", json!({"collection": "o", "dimension": 64, "metric": "l2"}));
     let pts: Vec<Value> = (0..4000u64)

@@ -125,9 +125,11 @@ fn load(http: &Http, coll: &str, n: u64) -> Acked {
     acked
 }
 
-fn wait_resharded(http: &Http, coll: &str, shards: usize) -> Value {
+fn wait_resharded(fleet: &mut Fleet, coll: &str, shards: usize) -> Value {
+    let http = fleet.http();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        fleet.assert_alive();
         let info = http.get(&format!("/v1/collections/{coll}")).unwrap().1;
         if info["resharding"].is_null()
             && info["shards"].as_array().map(|s| s.len()) == Some(shards)
@@ -173,6 +175,16 @@ fn check(http: &Http, coll: &str, acked: &Acked) -> usize {
     seen.len()
 }
 
+/// Reads the router ran again because a shard called their map outdated.
+fn read_retries(http: &Http) -> u64 {
+    let metrics = http.metrics().unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vdb_router_read_retries_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// Cut-over freezes the router measured (`vdb_router_reshard_write_block_seconds`): how many,
 /// and how many lasted under 200 ms (the issue's bound on how long a write may be blocked).
 fn write_block_windows(http: &Http) -> (u64, u64) {
@@ -191,7 +203,7 @@ fn write_block_windows(http: &Http) -> (u64, u64) {
 }
 
 fn run(strategy: Value, start_shards: u32, change: impl FnOnce(&Http) -> usize) {
-    let fleet = Fleet::start(3, &[], &[]).unwrap();
+    let mut fleet = Fleet::start(3, &[], &[]).unwrap();
     let http = fleet.http();
     let r = http.put("/v1/collections/c", &json!({"dimension": DIM, "metric": "l2", "shard_count": start_shards, "sharding": strategy})).unwrap();
     assert_eq!(r.0, 201, "{r:?}");
@@ -200,7 +212,7 @@ fn run(strategy: Value, start_shards: u32, change: impl FnOnce(&Http) -> usize) 
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let shards = change(&http);
-    let info = wait_resharded(&http, "c", shards);
+    let info = wait_resharded(&mut fleet, "c", shards);
     let took = started.elapsed();
     thread::sleep(Duration::from_millis(300));
     t.stop.store(true, Ordering::Relaxed);
@@ -217,7 +229,8 @@ fn run(strategy: Value, start_shards: u32, change: impl FnOnce(&Http) -> usize) 
     println!(
         "resharding to {shards} shards took {took:?}: {writes} write batches and {reads} reads during it, \
          longest write {longest:?}; {points} points checked, per shard {per_shard:?}; \
-         {within} of {windows} cut-over freezes under 200 ms"
+         {within} of {windows} cut-over freezes under 200 ms; {} reads retried after racing a cut-over",
+        read_retries(&http)
     );
     assert!(windows > 0 && within == windows, "a cut-over froze writes for 200 ms or more");
     assert!(longest < Duration::from_millis(1500), "a write waited {longest:?}");
@@ -243,7 +256,7 @@ fn removing_a_hashed_shard_under_load() {
 
 #[test]
 fn imbalance_adds_a_shard_when_enabled() {
-    let fleet =
+    let mut fleet =
         Fleet::start(2, &[], &["--imbalance-ratio", "1.6", "--imbalance-min-points", "500"])
             .unwrap();
     let http = fleet.http();
@@ -257,7 +270,7 @@ fn imbalance_adds_a_shard_when_enabled() {
         .send_raw("PATCH", "/v1/collections/skewed", br#"{"auto_reshard": true}"#.to_vec())
         .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    let info = wait_resharded(&http, "skewed", 3);
+    let info = wait_resharded(&mut fleet, "skewed", 3);
     let ranges = info["config"]["sharding"]["ranges"].clone();
     assert_eq!(ranges.as_array().unwrap().len(), 3, "{ranges}");
     let per_shard: Vec<u64> =
@@ -275,9 +288,10 @@ fn imbalance_adds_a_shard_when_enabled() {
 }
 
 /// Waits until no shard copy is moving and `node` hosts `shards` local shards.
-fn wait_moved(http: &Http, node: &str, shards: u64) {
+fn wait_moved(fleet: &mut Fleet, http: &Http, node: &str, shards: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        fleet.assert_alive();
         let n = http.get(&format!("/v1/cluster/nodes/{node}")).unwrap().1;
         let status = http.get("/v1/collections/c").unwrap().1["status"].clone();
         if n["shards"] == shards && status == "green" {
@@ -292,7 +306,7 @@ fn wait_moved(http: &Http, node: &str, shards: u64) {
 fn shards_follow_nodes_that_join_and_leave_under_load() {
     // Nemesis: a node joins (rebalance moves shards onto it) and a node is drained (its shards
     // move away) while a writer and a reader run.
-    let fleet = Fleet::start(2, &[], &[]).unwrap();
+    let mut fleet = Fleet::start(2, &[], &[]).unwrap();
     let http = fleet.http();
     let r = http
         .put("/v1/collections/c", &json!({"dimension": DIM, "metric": "l2", "shard_count": 4}))
@@ -303,18 +317,19 @@ fn shards_follow_nodes_that_join_and_leave_under_load() {
     let joined = vdb_tests::ShardProcess::start(&[]).unwrap();
     let r = http.put("/v1/cluster/nodes/n2", &json!({"url": joined.url})).unwrap();
     assert_eq!(r.0, 200, "{r:?}");
+    fleet.shards.push(joined);
     let started = Instant::now();
     let r = http.post("/v1/cluster/rebalance", &json!({})).unwrap();
     assert_eq!(r.0, 202, "{r:?}");
     let moved_in = r.1["moves"].as_array().unwrap().len();
     assert!(moved_in >= 1, "{r:?}");
-    wait_moved(&http, "n2", moved_in as u64);
+    wait_moved(&mut fleet, &http, "n2", moved_in as u64);
     let rebalance_took = started.elapsed();
     let started = Instant::now();
     let r = http.post("/v1/cluster/nodes/n0/drain", &json!({})).unwrap();
     assert_eq!(r.0, 202, "{r:?}");
     let drained = r.1["moves"].as_array().unwrap().len();
-    wait_moved(&http, "n0", 0);
+    wait_moved(&mut fleet, &http, "n0", 0);
     let drain_took = started.elapsed();
     thread::sleep(Duration::from_millis(300));
     t.stop.store(true, Ordering::Relaxed);

@@ -78,12 +78,30 @@ pub enum WriteConsistency {
     Sync,
 }
 
+/// A collection's embedding model: its points and searches may then carry `text`, which the
+/// router turns into vectors through the embedder serving `model`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// The model's name: one the router serves (`--embedder MODEL=URL`), as that embedder's
+    /// `/info` reports it.
+    pub model: String,
+    /// The payload key an upserted point's text is stored under (not stored when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_text: Option<String>,
+    /// Cut texts longer than the model's input limit instead of refusing them with 422.
+    #[serde(default)]
+    pub truncate: bool,
+}
+
 /// `PUT /v1/collections/{name}`: create a collection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
-    /// Vector dimension (1..=65536).
-    pub dimension: usize,
+    /// Vector dimension (1..=65536). May be omitted when `embedding` names a model: the
+    /// model's dimension is taken; when given, it must equal the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<usize>,
     pub metric: crate::Metric,
     #[serde(default)]
     pub hnsw: crate::HnswConfig,
@@ -99,10 +117,18 @@ pub struct CreateCollection {
     pub sharding: Sharding,
     #[serde(default)]
     pub write_consistency: WriteConsistency,
+    /// Fewest replicas (besides the primary) that must be in sync for `sync` and `semi_sync`
+    /// writes to be taken: below it they fail with 503 `not_enough_replicas` instead of
+    /// silently weakening. Default: 1 when `replication_factor` > 1, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_in_sync: Option<u32>,
     /// Add a shard automatically when the largest shard holds more than `imbalance_ratio`
     /// times the mean.
     #[serde(default)]
     pub auto_reshard: bool,
+    /// The embedding model that turns the `text` of points and searches into vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingConfig>,
 }
 
 fn one() -> u32 {
@@ -120,6 +146,8 @@ pub struct UpdateCollection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_consistency: Option<WriteConsistency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_in_sync: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_reshard: Option<bool>,
 }
 
@@ -133,7 +161,12 @@ pub struct CollectionConfig {
     pub replication_factor: u32,
     pub sharding: Sharding,
     pub write_consistency: WriteConsistency,
+    /// See [`CreateCollection::min_in_sync`].
+    #[serde(default)]
+    pub min_in_sync: u32,
     pub auto_reshard: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingConfig>,
 }
 
 /// Whether every shard of a collection can answer.
@@ -154,7 +187,16 @@ pub struct ShardPlacementInfo {
     pub shard: u32,
     /// Nodes holding a copy; the first is the primary.
     pub nodes: Vec<String>,
+    /// Bumped at every failover: at most one primary acknowledges writes per epoch.
     pub epoch: u64,
+    /// Replicas whose confirmations count for `sync`/`semi_sync` writes and which failover
+    /// may promote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_sync: Vec<String>,
+    /// Per replica, how far it has confirmed the primary's log (records and seconds of lag),
+    /// as the primary reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::replication::ReplicaProgress>,
     /// Points in the shard (absent when its node did not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<u64>,
@@ -217,6 +259,9 @@ pub struct CollectionInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CollectionList {
     pub collections: Vec<String>,
+    /// The embedding model of each collection that has one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub embedding_models: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /v1/collections/{name}/shards`: add one shard (online).
@@ -228,12 +273,54 @@ pub struct AddShard {
     pub ranges: Option<Vec<ShardRange>>,
 }
 
+/// A point as the router takes it: a `vector`, or a `text` that the collection's embedding
+/// model turns into one (exactly one of them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionPoint {
+    pub id: crate::PointId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    /// Embedded by the collection's model (`embedding`); stored in the payload under
+    /// `embedding.store_text` when that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A JSON object; omitted or null means empty. Anything else is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl From<crate::Point> for CollectionPoint {
+    fn from(p: crate::Point) -> Self {
+        CollectionPoint { id: p.id, vector: Some(p.vector), text: None, payload: p.payload }
+    }
+}
+
+/// `PUT /v1/collections/{name}/points`: insert or replace points (by vector or by text).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionUpsertPoints {
+    pub points: Vec<CollectionPoint>,
+}
+
+impl From<crate::UpsertPoints> for CollectionUpsertPoints {
+    fn from(u: crate::UpsertPoints) -> Self {
+        CollectionUpsertPoints { points: u.points.into_iter().map(Into::into).collect() }
+    }
+}
+
 /// `POST /v1/collections/{name}/search`: like a shard search, plus `offset` and partial
-/// results.
+/// results. The query is a `vector`, or a `text` the collection's embedding model turns into
+/// one (exactly one of them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionSearch {
-    pub vector: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    /// Embedded by the collection's model (`embedding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// How many results (1..=10000).
     #[serde(default = "default_k")]
     pub k: usize,
@@ -269,8 +356,14 @@ fn default_k() -> usize {
 
 impl CollectionSearch {
     pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        CollectionSearch { vector: Some(vector), text: None, ..Self::text(String::new(), k) }
+    }
+
+    /// A search by text (the collection must have an embedding model).
+    pub fn text(text: impl Into<String>, k: usize) -> Self {
         CollectionSearch {
-            vector,
+            vector: None,
+            text: Some(text.into()),
             k,
             offset: 0,
             ef: None,

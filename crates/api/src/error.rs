@@ -41,6 +41,19 @@ pub enum ErrorCode {
     WrongShard,
     /// The WAL no longer holds the LSN asked for (truncated behind a snapshot).
     WalTruncated,
+    /// A write reached a local shard that is not its replica set's primary (a replica, or a
+    /// primary that stepped down); the message names the primary when known. Reload the
+    /// collection's placement and resend.
+    NotPrimary,
+    /// A role assignment or replication message from an epoch older than the shard's: its
+    /// sender was deposed.
+    StaleEpoch,
+    /// Fewer replicas are in sync than the collection's `min_in_sync`: a sync or semi-sync
+    /// write is refused before anything is written.
+    NotEnoughReplicas,
+    /// The write is durable on the primary but not enough replicas confirmed it in time: its
+    /// outcome is unknown (it may survive a failover or not).
+    ReplicationTimeout,
     /// The body exceeds the configured limit.
     PayloadTooLarge,
     /// The body's content type is not JSON.
@@ -53,11 +66,14 @@ pub enum ErrorCode {
     Unavailable,
     /// The server failed; details are in its log, never in the response.
     Internal,
+    /// The embedder a text needs cannot be reached, timed out or failed (the router answers
+    /// it; requests with vectors still work).
+    EmbedderUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (the most generic code of each status first).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidArgument,
         ErrorCode::DimensionMismatch,
@@ -68,12 +84,17 @@ impl ErrorCode {
         ErrorCode::AlreadyExists,
         ErrorCode::WrongShard,
         ErrorCode::WalTruncated,
+        ErrorCode::NotPrimary,
+        ErrorCode::StaleEpoch,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unprocessable,
         ErrorCode::Overloaded,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::ReplicationTimeout,
+        ErrorCode::EmbedderUnavailable,
     ];
 
     /// The HTTP status for this code.
@@ -86,14 +107,20 @@ impl ErrorCode {
             | ErrorCode::InvalidFilter
             | ErrorCode::InvalidPayload => 400,
             ErrorCode::NotFound => 404,
-            ErrorCode::AlreadyExists | ErrorCode::WrongShard => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::WrongShard
+            | ErrorCode::NotPrimary
+            | ErrorCode::StaleEpoch => 409,
             ErrorCode::WalTruncated => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unprocessable => 422,
             ErrorCode::Overloaded => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::ReplicationTimeout
+            | ErrorCode::EmbedderUnavailable => 503,
         }
     }
 
@@ -109,12 +136,17 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::WrongShard => "wrong_shard",
             ErrorCode::WalTruncated => "wal_truncated",
+            ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::NotEnoughReplicas => "not_enough_replicas",
+            ErrorCode::ReplicationTimeout => "replication_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unprocessable => "unprocessable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::EmbedderUnavailable => "embedder_unavailable",
         }
     }
 }
@@ -144,5 +176,6 @@ mod tests {
         assert_eq!(ErrorCode::Overloaded.http_status(), 429);
         assert_eq!(ErrorCode::WrongShard.http_status(), 409);
         assert_eq!(ErrorCode::WalTruncated.http_status(), 410);
+        assert_eq!(ErrorCode::EmbedderUnavailable.http_status(), 503);
     }
 }

@@ -30,7 +30,11 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
 pub use ids::PointId;
 pub use points::*;
-pub use replication::{WalEntry, WalPage, WalRecord, WriteGuard, DEFAULT_WAL_PAGE, MAX_WAL_PAGE};
+pub use replication::{
+    AckMode, ReplicaProgress, ReplicaState, ReplicaTarget, ReplicateAck, ReplicationInfo,
+    RoleAssignment, WalEntry, WalPage, WalRecord, WriteGuard, WriteParams, DEFAULT_WAL_PAGE,
+    MAX_WAL_PAGE,
+};
 pub use search::*;
 pub use shard::*;
 

@@ -1,5 +1,6 @@
-//! What a shard node exposes for resharding, shard moves and (later) replication: its WAL as a
-//! stream of JSON records, and the write guard a router installs on a source shard.
+//! What a shard node exposes for resharding, shard moves and replication: its WAL as a stream
+//! of JSON records, the write guard a router installs on a source shard, the role the
+//! controller assigns to each copy of a shard, and the replication stream between copies.
 
 use crate::collection::Ownership;
 use crate::ids::PointId;
@@ -78,6 +79,144 @@ pub struct WriteGuard {
     /// not under `ownership.to`: they are being handed off.
     #[serde(default)]
     pub frozen: bool,
+}
+
+/// Body of `PUT /v1/shards/{name}/role`: the place of this copy in its replica set, as the
+/// controller assigns it. Sent on every change and, to a primary, on every heartbeat: that
+/// renews its lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleAssignment {
+    /// Never lower than the shard's current epoch (409 `stale_epoch`).
+    pub epoch: u64,
+    pub role: crate::Role,
+    /// Primary only: the lease, as a Unix time in milliseconds on the controller's clock: the
+    /// primary acknowledges writes only until then (by its own clock). An absolute time, so an
+    /// assignment that arrives late (a paused process) cannot stretch the lease; the controller
+    /// promotes another copy only after this time plus its clock-skew margin. 0 keeps the
+    /// current lease (a copy that never got a lease needs none: one without replicas).
+    #[serde(default)]
+    pub lease_until_ms: u64,
+    /// Primary only: the copies to ship the log to (the local shard has the same name there).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaTarget>,
+    /// Primary only: which replicas (by node) are in sync; their confirmations count for
+    /// `sync` and `semi_sync` writes.
+    #[serde(default)]
+    pub in_sync: Vec<String>,
+    /// Primary only: sync and semi-sync writes are refused (503 `not_enough_replicas`) while
+    /// fewer replicas than this are in sync.
+    #[serde(default)]
+    pub min_in_sync: u32,
+}
+
+/// A replica of a primary's shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaTarget {
+    /// The node's id (as registered with the routers).
+    pub node: String,
+    /// Its base URL.
+    pub url: String,
+}
+
+/// How a write waits for replicas (`?consistency=` on a shard's write endpoints); see the
+/// collection's `write_consistency` for what each guarantees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Durable on the primary.
+    #[default]
+    Async,
+    /// Durable on the primary and on `acks` replicas.
+    SemiSync,
+    /// Durable on the primary and on every in-sync replica.
+    Sync,
+}
+
+/// Query of a shard's point-write endpoints: how long the write waits for replicas before it
+/// is acknowledged. On a copy without replicas every mode is `async`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WriteParams {
+    /// `async` (default), `semi_sync` (with `acks`) or `sync`.
+    #[serde(default)]
+    pub consistency: AckMode,
+    /// `semi_sync`: how many in-sync replicas must confirm.
+    #[serde(default)]
+    pub acks: u32,
+    /// How long to wait for confirmations, in milliseconds (default 5000); past it the write
+    /// answers 503 `replication_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where a copy stands in its replica set: `replication` in `GET /v1/shards/{name}`, and the
+/// answer to `PUT /v1/shards/{name}/role`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicationInfo {
+    pub role: crate::Role,
+    pub epoch: u64,
+    /// LSN of the last record this copy holds, and the epoch it was written in.
+    pub last_lsn: u64,
+    pub last_epoch: u64,
+    /// Primary: milliseconds of lease left (absent when this copy needs no lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_remaining_ms: Option<u64>,
+    /// Primary: the replicas and how far each has confirmed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaProgress>,
+    /// Primary: the in-sync set it was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_sync: Vec<String>,
+    #[serde(default)]
+    pub min_in_sync: u32,
+}
+
+/// How far a replica has confirmed the primary's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaProgress {
+    pub node: String,
+    /// Every record up to this LSN is durable on the replica.
+    pub acked_lsn: u64,
+    /// Records the primary holds beyond `acked_lsn`.
+    pub lag_records: u64,
+    /// How long the oldest record it has not confirmed has been waiting (0 when caught up).
+    pub lag_seconds: f64,
+    pub state: ReplicaState,
+    /// The last failure shipping to it, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the primary's stream to one replica is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Shipping log records.
+    Streaming,
+    /// Sending a snapshot (the replica's position is no longer in the log, or it diverged).
+    Resyncing,
+    /// The last attempt failed; retrying.
+    Unreachable,
+}
+
+/// Answer of `POST /v1/shards/{name}/replicate` (the primary → replica log stream; the body is
+/// binary WAL frames, see the endpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicateAck {
+    /// Whether the batch continued this copy's log (`prev_lsn`/`prev_epoch` matched its last
+    /// record). When not, nothing was applied and `last_lsn`/`last_epoch` say where it is.
+    pub matched: bool,
+    /// Every record up to this LSN is durable here.
+    pub durable_lsn: u64,
+    pub last_lsn: u64,
+    pub last_epoch: u64,
+    /// This copy's epoch after the batch (it adopts a newer one from the primary).
+    pub epoch: u64,
 }
 
 #[cfg(test)]

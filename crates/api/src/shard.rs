@@ -167,6 +167,9 @@ pub struct ShardInfo {
     /// The write guard installed on this shard, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::replication::WriteGuard>,
+    /// Role, epoch, lease and replica progress.
+    #[serde(default)]
+    pub replication: crate::replication::ReplicationInfo,
 }
 
 /// `GET /v1/shards`.

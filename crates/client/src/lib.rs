@@ -33,8 +33,9 @@ use std::time::Duration;
 use vdb_api::{
     BatchSearchRequest, BatchSearchResult, CountPoints, CountResult, CreatePayloadIndex,
     DeletePayload, ErrorBody, ErrorCode, GetPoints, NodeStatus, Ownership, PointSelector, Records,
-    ScrollPoints, ScrollResult, SearchRequest, SearchResult, SetPayload, ShardConfig, ShardInfo,
-    ShardList, SnapshotInfo, UpsertPoints, WalPage, WriteGuard, WriteResult,
+    ReplicateAck, ReplicationInfo, RoleAssignment, ScrollPoints, ScrollResult, SearchRequest,
+    SearchResult, SetPayload, ShardConfig, ShardInfo, ShardList, SnapshotInfo, UpsertPoints,
+    WalPage, WriteGuard, WriteResult,
 };
 
 /// The per-request timeout used by [`ShardClient::new`]: generous, because a large upsert or a
@@ -98,6 +99,8 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 pub struct ShardClient {
     http: reqwest::Client,
     base: Url,
+    /// How writes wait for replicas (the query of every request), when set.
+    ack: Option<vdb_api::WriteParams>,
 }
 
 /// For endpoints without a request body.
@@ -121,7 +124,12 @@ impl ShardClient {
             .timeout(timeout)
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(ShardClient { http, base })
+        Ok(ShardClient { http, base, ack: None })
+    }
+
+    /// The same client, sending `params` with its writes: how long they wait for replicas.
+    pub fn with_ack(&self, params: vdb_api::WriteParams) -> ShardClient {
+        ShardClient { ack: Some(params), ..self.clone() }
     }
 
     pub fn base_url(&self) -> &Url {
@@ -230,11 +238,7 @@ impl ShardClient {
     /// `GET /v1/shards/{name}/wal`: up to `limit` (server default 1000) WAL records after LSN
     /// `after`. A log truncated past `after + 1` answers [`ErrorCode::WalTruncated`] (410).
     pub async fn wal(&self, name: &str, after: u64, limit: Option<usize>) -> Result<WalPage> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| ClientError::Config("base URL cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(["v1", "shards", name, "wal"]);
+        let mut url = self.url(&["v1", "shards", name, "wal"])?;
         url.query_pairs_mut().append_pair("after", &after.to_string());
         if let Some(limit) = limit {
             url.query_pairs_mut().append_pair("limit", &limit.to_string());
@@ -265,6 +269,74 @@ impl ShardClient {
         self.json(Method::POST, &path, Some(ownership)).await
     }
 
+    /// `PUT /v1/shards/{name}/role`: assigns the copy's role (and renews a primary's lease).
+    pub async fn assign_role(&self, name: &str, role: &RoleAssignment) -> Result<ReplicationInfo> {
+        self.json(Method::PUT, &["v1", "shards", name, "role"], Some(role)).await
+    }
+
+    /// `POST /v1/shards/{name}/replicate`: a batch of the primary's log (binary WAL frames)
+    /// continuing the record (`prev_lsn`, `prev_epoch`).
+    pub async fn replicate(
+        &self,
+        name: &str,
+        epoch: u64,
+        prev_lsn: u64,
+        prev_epoch: u64,
+        frames: Vec<u8>,
+    ) -> Result<ReplicateAck> {
+        let query = [("epoch", epoch), ("prev_lsn", prev_lsn), ("prev_epoch", prev_epoch)];
+        self.bytes(Method::POST, &["v1", "shards", name, "replicate"], &query, frames).await
+    }
+
+    /// `PUT /v1/shards/{name}/replica/snapshot`: replaces a replica's data by a primary's
+    /// snapshot (the body of `vdb_shard::snapshot::Transfer`).
+    pub async fn install_replica_snapshot(
+        &self,
+        name: &str,
+        epoch: u64,
+        snapshot: Vec<u8>,
+    ) -> Result<ReplicateAck> {
+        let path = ["v1", "shards", name, "replica", "snapshot"];
+        self.bytes(Method::PUT, &path, &[("epoch", epoch)], snapshot).await
+    }
+
+    /// Sends a binary body with query parameters and decodes the JSON answer.
+    async fn bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, u64)],
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let mut url = self.url(path)?;
+        for (k, v) in query {
+            url.query_pairs_mut().append_pair(k, &v.to_string());
+        }
+        let response = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `base` + the percent-encoded path segments.
+    fn url(&self, path: &[&str]) -> Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Config("base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(path);
+        Ok(url)
+    }
+
     /// Sends a request and decodes its JSON answer.
     async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
@@ -284,12 +356,10 @@ impl ShardClient {
         path: &[&str],
         body: Option<&B>,
     ) -> Result<Response> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| ClientError::Config("base URL cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(path);
-        let mut request = self.http.request(method, url);
+        let mut request = self.http.request(method, self.url(path)?);
+        if let Some(ack) = &self.ack {
+            request = request.query(ack);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -324,6 +394,23 @@ fn code_for_status(status: u16) -> Option<ErrorCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_params_travel_as_the_query_the_shard_parses() {
+        let c = ShardClient::new("http://127.0.0.1:1").unwrap();
+        let semi = vdb_api::WriteParams {
+            consistency: vdb_api::AckMode::SemiSync,
+            acks: 2,
+            timeout_ms: Some(500),
+        };
+        let request = c.http.get(c.url(&["v1"]).unwrap()).query(&semi).build().unwrap();
+        let query = request.url().query().unwrap().to_string();
+        assert_eq!(query, "consistency=semi_sync&acks=2&timeout_ms=500");
+        let back: vdb_api::WriteParams = serde_json::from_value(serde_json::json!(
+            {"consistency": "semi_sync", "acks": 2, "timeout_ms": 500}))
+        .unwrap();
+        assert_eq!(back, semi);
+    }
 
     #[test]
     fn error_bodies_become_api_errors() {

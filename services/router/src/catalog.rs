@@ -18,11 +18,25 @@ use vdb_sharding::{NodeLoad, ShardMap};
 /// A `creating` or `deleting` record older than this was abandoned by its router.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
-/// Checks a collection's config; returns the stored form.
-pub fn validate_create(req: &CreateCollection) -> Result<CollectionConfig> {
+/// Checks a collection's config; returns the stored form with `dimension` (the request's, or
+/// its embedding model's).
+pub fn validate_create(req: &CreateCollection, dimension: usize) -> Result<CollectionConfig> {
     let invalid = |m: String| Err(RouterError::Invalid(m));
-    if !(1..=65_536).contains(&req.dimension) {
-        return invalid(format!("dimension must be 1..=65536, got {}", req.dimension));
+    if !(1..=65_536).contains(&dimension) {
+        return invalid(format!("dimension must be 1..=65536, got {dimension}"));
+    }
+    if let Some(e) = &req.embedding {
+        if e.model.is_empty() {
+            return invalid("embedding.model must name a model".into());
+        }
+        if let Some(key) = &e.store_text {
+            if key.is_empty() || key.contains('.') || key.len() > 256 {
+                return invalid(format!(
+                    "embedding.store_text must be a top-level payload key (1..=256 characters, \
+                     no dots), got {key:?}"
+                ));
+            }
+        }
     }
     let h = &req.hnsw;
     if !(2..=512).contains(&h.m) {
@@ -37,32 +51,46 @@ pub fn validate_create(req: &CreateCollection) -> Result<CollectionConfig> {
     if req.replication_factor == 0 {
         return invalid("replication_factor must be at least 1".into());
     }
-    if req.replication_factor > 1 {
-        return invalid(
-            "replication_factor above 1 needs replication, which this version does not have yet"
-                .into(),
-        );
+    if req.replication_factor > 16 {
+        return invalid(format!(
+            "replication_factor must be 1..=16, got {}",
+            req.replication_factor
+        ));
     }
-    if let WriteConsistency::SemiSync { acks } = req.write_consistency {
-        if acks == 0 || acks >= req.replication_factor {
-            return invalid(format!(
-                "semi_sync acks must be 1..={} (replicas besides the primary), got {acks}",
-                req.replication_factor.saturating_sub(1)
-            ));
-        }
+    let replicas = req.replication_factor - 1;
+    check_consistency(req.write_consistency, replicas)?;
+    let min_in_sync = req.min_in_sync.unwrap_or(replicas.min(1));
+    if min_in_sync > replicas {
+        return invalid(format!(
+            "min_in_sync must be 0..={replicas} (replicas besides the primary), got {min_in_sync}"
+        ));
     }
     let shards: Vec<u32> = (0..req.shard_count).collect();
     ShardMap::new(&req.sharding, &shards).map_err(|e| RouterError::Invalid(e.to_string()))?;
     Ok(CollectionConfig {
-        dimension: req.dimension,
+        dimension,
         metric: req.metric,
         hnsw: req.hnsw,
         scalar: req.scalar,
         replication_factor: req.replication_factor,
         sharding: req.sharding.clone(),
         write_consistency: req.write_consistency,
+        min_in_sync,
         auto_reshard: req.auto_reshard,
+        embedding: req.embedding.clone(),
     })
+}
+
+/// A write consistency a collection with `replicas` replicas per shard can give.
+fn check_consistency(w: WriteConsistency, replicas: u32) -> Result<()> {
+    match w {
+        WriteConsistency::SemiSync { acks } if acks == 0 || acks > replicas => {
+            Err(RouterError::Invalid(format!(
+                "semi_sync acks must be 1..={replicas} (replicas besides the primary), got {acks}"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Local shards each healthy node hosts, by placement.
@@ -107,7 +135,11 @@ impl Cluster {
         req: CreateCollection,
     ) -> Result<CollectionInfo> {
         validate_collection_name(name).map_err(RouterError::Invalid)?;
-        let config = validate_create(&req)?;
+        // Everything but the dimension first, so bad input is refused before an embedder is
+        // asked for its model's dimension.
+        validate_create(&req, req.dimension.unwrap_or(1))?;
+        let dimension = self.collection_dimension(&req).await?;
+        let config = validate_create(&req, dimension)?;
         let view = self.state.view();
         let loads = node_loads(&view);
         if loads.is_empty() {
@@ -123,7 +155,10 @@ impl Cluster {
             lifecycle: Lifecycle::Creating,
             shards: placement
                 .into_iter()
-                .map(|(shard, nodes)| (shard, ShardRecord { nodes, epoch: 1 }))
+                .map(|(shard, nodes)| {
+                    let in_sync = nodes[1..].to_vec();
+                    (shard, ShardRecord { nodes, epoch: 1, in_sync })
+                })
                 .collect(),
             map: shard_ids,
             next_shard_id: req.shard_count,
@@ -134,7 +169,11 @@ impl Cluster {
         let Some(rev) = self.state.cas(&key(name), None, &record).await? else {
             return Err(RouterError::AlreadyExists(format!("collection {name} already exists")));
         };
-        if let Err(e) = self.create_local_shards(&record, &record.all_shards()).await {
+        let created = match self.create_local_shards(&record, &record.all_shards()).await {
+            Ok(()) => self.assign_all_roles(&record).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = created {
             tracing::warn!(collection = name, error = %e, "creation failed; rolling back");
             self.drop_local_shards(&record).await;
             let _ = self.state.meta.delete(&key(name), Some(rev)).await;
@@ -150,6 +189,29 @@ impl Cluster {
         }
         tracing::info!(collection = name, shards = active.map.len(), "collection created");
         self.describe_collection(name).await
+    }
+
+    /// The dimension a new collection gets: the request's, or its embedding model's (which a
+    /// given dimension must equal).
+    async fn collection_dimension(&self, req: &CreateCollection) -> Result<usize> {
+        let Some(embedding) = &req.embedding else {
+            return req.dimension.ok_or_else(|| {
+                RouterError::Invalid(
+                    "dimension is required unless embedding names a model to take it from".into(),
+                )
+            });
+        };
+        let model = self.embedders.info(&embedding.model).await?;
+        match req.dimension {
+            Some(d) if d != model.dimension => Err(RouterError::Rejected {
+                code: ErrorCode::DimensionMismatch,
+                message: format!(
+                    "dimension {d} differs from model {}'s {}; omit dimension to take the model's",
+                    embedding.model, model.dimension
+                ),
+            }),
+            _ => Ok(model.dimension),
+        }
     }
 
     /// Creates the local shards `shards` of `record` on every node of theirs.
@@ -238,12 +300,16 @@ impl Cluster {
                 return Err(RouterError::Invalid(format!("ef_search must be 1..=4096, got {ef}")));
             }
         }
-        if let Some(WriteConsistency::SemiSync { .. }) = req.write_consistency {
-            return Err(RouterError::Invalid(
-                "semi_sync needs replicas; this collection has none".into(),
-            ));
+        let routed = self.routed(name)?;
+        let replicas = routed.record.config.replication_factor - 1;
+        if let Some(w) = req.write_consistency {
+            check_consistency(w, replicas)?;
         }
-        self.routed(name)?;
+        if let Some(m) = req.min_in_sync.filter(|&m| m > replicas) {
+            return Err(RouterError::Invalid(format!(
+                "min_in_sync must be 0..={replicas} (replicas besides the primary), got {m}"
+            )));
+        }
         self.state
             .update_collection(name, |r| {
                 if let Some(ef) = req.ef_search {
@@ -251,6 +317,9 @@ impl Cluster {
                 }
                 if let Some(w) = req.write_consistency {
                     r.config.write_consistency = w;
+                }
+                if let Some(m) = req.min_in_sync {
+                    r.config.min_in_sync = m;
                 }
                 if let Some(a) = req.auto_reshard {
                     r.config.auto_reshard = a;
@@ -263,12 +332,13 @@ impl Cluster {
 
     pub fn list_collections(&self) -> CollectionList {
         let view = self.state.view();
+        let active = || view.collections.values().filter(|(r, _)| r.lifecycle == Lifecycle::Active);
         CollectionList {
-            collections: view
-                .collections
-                .values()
-                .filter(|(r, _)| r.lifecycle == Lifecycle::Active)
-                .map(|(r, _)| r.name.clone())
+            collections: active().map(|(r, _)| r.name.clone()).collect(),
+            embedding_models: active()
+                .filter_map(|(r, _)| {
+                    Some((r.name.clone(), r.config.embedding.as_ref()?.model.clone()))
+                })
                 .collect(),
         }
     }
@@ -297,6 +367,8 @@ impl Cluster {
                     shard,
                     nodes: s.nodes.clone(),
                     epoch: s.epoch,
+                    in_sync: s.in_sync.clone(),
+                    replicas: info.map(|i| i.replication.replicas.clone()).unwrap_or_default(),
                     points: info.map(|i| i.points),
                     memory_bytes: info.map(|i| i.index.memory_bytes + i.payload_bytes),
                     searches_total: info.map(|i| i.searches),

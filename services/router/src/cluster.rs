@@ -2,6 +2,7 @@
 //! node, and the routing of one collection's points onto its shards.
 
 use crate::config::Config;
+use crate::embed::Embedders;
 use crate::error::{Result, RouterError};
 use crate::metrics::Metrics;
 use crate::state::{CollectionRecord, Lifecycle, State};
@@ -15,12 +16,17 @@ use vdb_client::{ClientError, ShardClient};
 use vdb_meta::Revision;
 use vdb_sharding::{ShardMap, Transition};
 
+/// Rounds of a read that shards keep calling outdated before the error is reported.
+const READ_ATTEMPTS: u32 = 8;
+
 /// The router's shared state.
 pub struct Cluster {
     pub config: Config,
     pub id: String,
     pub state: State,
     pub metrics: Arc<Metrics>,
+    /// Embedders of the models collections may name (`--embedder`).
+    pub embedders: Embedders,
     clients: RwLock<HashMap<String, NodeClients>>,
     /// Routing of each collection, built once per record revision (see [`Cluster::routed`]).
     routes: RwLock<HashMap<String, Arc<Routed>>>,
@@ -109,6 +115,7 @@ pub type ShardOutcome<T> = (u32, std::result::Result<T, RouterError>);
 impl Cluster {
     pub fn new(config: Config, id: String, state: State, metrics: Arc<Metrics>) -> Cluster {
         Cluster {
+            embedders: Embedders::new(&config, metrics.clone()),
             config,
             id,
             state,
@@ -172,6 +179,45 @@ impl Cluster {
         }
     }
 
+    /// How a write to `routed`'s shards waits for replicas: the collection's consistency.
+    pub fn ack_params(&self, routed: &Routed) -> vdb_api::WriteParams {
+        let (consistency, acks) = match routed.record.config.write_consistency {
+            vdb_api::WriteConsistency::Async => (vdb_api::AckMode::Async, 0),
+            vdb_api::WriteConsistency::SemiSync { acks } => (vdb_api::AckMode::SemiSync, acks),
+            vdb_api::WriteConsistency::Sync => (vdb_api::AckMode::Sync, 0),
+        };
+        vdb_api::WriteParams {
+            consistency,
+            acks,
+            timeout_ms: Some(self.config.replication_timeout_ms),
+        }
+    }
+
+    /// Runs a read with the collection's routing. When a shard answers that the routing is
+    /// outdated (409 `wrong_shard`: the read raced a cut-over of a resharding or a move), the
+    /// read runs again with the record read straight from the metastore.
+    pub async fn read_routed<T, F, Fut>(&self, name: &str, read: F) -> Result<T>
+    where
+        F: Fn(Arc<Routed>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut routed = self.routed(name)?;
+        let mut attempt = 0;
+        loop {
+            match read(routed).await {
+                Err(RouterError::Shard { code: ErrorCode::WrongShard, .. })
+                    if attempt + 1 < READ_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    self.metrics.read_retries.inc();
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+                    routed = self.routed_fresh(name).await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node
     /// the controller marked down fails at once instead of waiting for its deadline.
     pub async fn fan_out<T, F, Fut>(
@@ -224,7 +270,9 @@ impl Cluster {
 pub fn retryable(err: &RouterError) -> bool {
     match err {
         RouterError::Unavailable(_) => true,
-        RouterError::Shard { code, .. } => *code == ErrorCode::WrongShard,
+        RouterError::Shard { code, .. } => {
+            matches!(code, ErrorCode::WrongShard | ErrorCode::NotPrimary)
+        }
         _ => false,
     }
 }

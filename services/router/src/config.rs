@@ -46,6 +46,26 @@ pub struct Config {
     #[arg(long, env = "VDB_CONTROLLER_TTL_MS", default_value_t = 3_000)]
     pub controller_ttl_ms: u64,
 
+    /// How long a primary may acknowledge writes without hearing from the controller (its
+    /// lease; renewed every health interval).
+    #[arg(long, env = "VDB_PRIMARY_LEASE_MS", default_value_t = 1_000)]
+    pub primary_lease_ms: u64,
+
+    /// How far the clocks of routers and shard nodes may disagree: a replica is promoted
+    /// only this long after the old primary's lease ended by the controller's clock.
+    #[arg(long, env = "VDB_CLOCK_SKEW_MS", default_value_t = 200)]
+    pub clock_skew_ms: u64,
+
+    /// A replica whose oldest unconfirmed record waits longer than this leaves the in-sync
+    /// set (it rejoins once caught up).
+    #[arg(long, env = "VDB_MAX_REPLICA_LAG_MS", default_value_t = 1_000)]
+    pub max_replica_lag_ms: u64,
+
+    /// How long a sync or semi-sync write waits for replicas before it answers 503
+    /// `replication_timeout`.
+    #[arg(long, env = "VDB_REPLICATION_TIMEOUT_MS", default_value_t = 5_000)]
+    pub replication_timeout_ms: u64,
+
     /// Flag a collection whose largest shard exceeds the mean by more than this ratio.
     #[arg(long, env = "VDB_IMBALANCE_RATIO", default_value_t = 1.5)]
     pub imbalance_ratio: f64,
@@ -62,6 +82,17 @@ pub struct Config {
     /// only for the final top-k.
     #[arg(long, env = "VDB_TWO_PHASE_FANOUT", default_value_t = 2)]
     pub two_phase_fanout: usize,
+
+    /// Embedders the router may use, as `MODEL=http://host:port` (repeatable, or
+    /// comma-separated in the environment). A collection naming `MODEL` in its `embedding`
+    /// has the `text` of its points and searches embedded there.
+    #[arg(long = "embedder", env = "VDB_EMBEDDERS", value_delimiter = ',', value_parser = parse_embedder)]
+    pub embedders: Vec<(String, String)>,
+
+    /// Deadline of one router → embedder call (one call embeds up to the embedder's
+    /// `max_client_batch` texts; a CPU embeds tens to hundreds of texts per second).
+    #[arg(long, env = "VDB_EMBED_TIMEOUT_MS", default_value_t = 30_000)]
+    pub embed_timeout_ms: u64,
 
     /// Log JSON lines instead of text.
     #[arg(long, env = "VDB_LOG_JSON")]
@@ -80,6 +111,9 @@ impl Config {
     }
     pub fn controller_ttl(&self) -> Duration {
         Duration::from_millis(self.controller_ttl_ms)
+    }
+    pub fn embed_timeout(&self) -> Duration {
+        Duration::from_millis(self.embed_timeout_ms)
     }
 
     /// A config with every default, for tests.
@@ -101,6 +135,22 @@ pub fn parse_node(s: &str) -> Result<(String, String), String> {
     Ok((id.to_string(), url.trim_end_matches('/').to_string()))
 }
 
+/// Parses `MODEL=http://host:port`.
+pub fn parse_embedder(s: &str) -> Result<(String, String), String> {
+    let (model, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("embedder must be MODEL=http://host:port, got {s:?}"))?;
+    if model.is_empty() || model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c == ',')
+    {
+        return Err(format!(
+            "embedder model name must be 1..=200 characters without spaces or commas, \
+             got {model:?}"
+        ));
+    }
+    vdb_client::embedder::EmbedderClient::new(url).map_err(|e| e.to_string())?;
+    Ok((model.to_string(), url.trim_end_matches('/').to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +164,27 @@ mod tests {
         assert!(parse_node("n1").is_err());
         assert!(parse_node("n1=ftp://x").is_err());
         assert!(parse_node("bad id=http://x").is_err());
+    }
+
+    #[test]
+    fn embedders_parse() {
+        assert_eq!(
+            parse_embedder("all-MiniLM-L6-v2=http://127.0.0.1:6336/").unwrap(),
+            ("all-MiniLM-L6-v2".to_string(), "http://127.0.0.1:6336".to_string())
+        );
+        assert!(parse_embedder("http://127.0.0.1:6336").is_err());
+        assert!(parse_embedder("=http://127.0.0.1:6336").is_err());
+        assert!(parse_embedder("m=ftp://x").is_err());
+        let c = Config::parse_from([
+            "vdb-router",
+            "--embedder",
+            "a=http://h:1",
+            "--embedder",
+            "b=http://h:2",
+            "--embed-timeout-ms",
+            "250",
+        ]);
+        assert_eq!(c.embedders.len(), 2);
+        assert_eq!(c.embed_timeout(), Duration::from_millis(250));
     }
 }

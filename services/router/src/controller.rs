@@ -1,5 +1,6 @@
 //! The controller: one router at a time, elected through the metastore, checks the health
-//! of every shard node, finishes collection creations and deletions a crashed router left
+//! of every shard node, keeps replica sets (leases, in-sync sets, failover; see
+//! [`crate::replicas`]), finishes collection creations and deletions a crashed router left
 //! half done, watches shard sizes for imbalance, and drives reshardings.
 //!
 //! A controller that cannot renew its leadership stops acting before its lease can expire
@@ -65,6 +66,7 @@ pub const CONTROLLER_ELECTION: &str = "controller";
 
 struct Controller {
     cluster: Arc<Cluster>,
+    replicas: crate::replicas::Replicas,
     failures: HashMap<String, u32>,
     /// Collections with a resharding task running in this controller.
     resharding: Arc<Mutex<HashSet<String>>>,
@@ -72,7 +74,12 @@ struct Controller {
 
 impl Controller {
     fn new(cluster: Arc<Cluster>) -> Controller {
-        Controller { cluster, failures: HashMap::new(), resharding: Arc::default() }
+        Controller {
+            replicas: crate::replicas::Replicas::new(cluster.clone()),
+            cluster,
+            failures: HashMap::new(),
+            resharding: Arc::default(),
+        }
     }
 
     async fn act(mut self) {
@@ -81,6 +88,7 @@ impl Controller {
         loop {
             tick.tick().await;
             let statuses = self.check_health().await;
+            self.replicas.tick().await;
             self.tidy().await;
             self.watch_balance(&statuses).await;
         }

@@ -23,6 +23,10 @@ pub enum RouterError {
     /// Some shards cannot answer; the message names them.
     #[error("{0}")]
     Unavailable(String),
+    /// A text could not be embedded: the embedder is unavailable (503), refuses the text
+    /// (422, naming the point or search), or is overloaded (429). The cause was logged.
+    #[error("{message}")]
+    Embed { code: ErrorCode, message: String },
     /// The metastore cannot be reached or refused the operation.
     #[error("metastore: {0}")]
     Meta(#[from] MetaError),
@@ -39,6 +43,13 @@ impl RouterError {
             {
                 RouterError::Shard { shard, code, message }
             }
+            // Replication verdicts: retrying would not help (too few replicas) or would wait
+            // all over again (a write whose outcome is unknown); the client decides.
+            ClientError::Api {
+                code: code @ (ErrorCode::NotEnoughReplicas | ErrorCode::ReplicationTimeout),
+                message,
+                ..
+            } => RouterError::Shard { shard, code, message: format!("shard {shard}: {message}") },
             ClientError::Api { code: ErrorCode::Overloaded, .. } => RouterError::Shard {
                 shard,
                 code: ErrorCode::Overloaded,
@@ -75,6 +86,7 @@ impl From<RouterError> for ApiError {
                 ApiError::new(code, format!("shard {shard}: {message}"))
             }
             RouterError::Unavailable(m) => ApiError::unavailable(m),
+            RouterError::Embed { code, message } => ApiError::new(code, message),
             RouterError::Meta(e) => {
                 tracing::error!(error = %e, "metastore failure");
                 ApiError::unavailable("cluster metastore unavailable; retry later")

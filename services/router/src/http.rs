@@ -148,8 +148,10 @@ async fn list_collections(State(c): Cluster_) -> Json<CollectionList> {
 
 #[utoipa::path(put, path = "/v1/collections/{name}", tag = "collections", request_body = CreateCollection,
     params(("name" = String, Path, description = "collection name")),
-    responses((status = 201, body = CollectionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 503, description = "no healthy node, or a node refused", body = ErrorBody)))]
+    responses((status = 201, body = CollectionInfo),
+        (status = 400, description = "bad config (nothing created): e.g. an embedding model this router does not serve, or a dimension other than the model's", body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 503, description = "no healthy node, a node refused, or `embedder_unavailable`: the model's embedder cannot be asked for its dimension", body = ErrorBody)))]
 async fn create_collection(
     State(c): Cluster_,
     Path(name): Path<String>,
@@ -214,15 +216,18 @@ async fn remove_shard(
     Ok((StatusCode::ACCEPTED, Json(c.remove_shard(&name, shard, req).await?)))
 }
 
-#[utoipa::path(put, path = "/v1/collections/{name}/points", tag = "points", request_body = UpsertPoints,
+#[utoipa::path(put, path = "/v1/collections/{name}/points", tag = "points", request_body = CollectionUpsertPoints,
     params(("name" = String, Path, description = "collection name")),
     responses((status = 200, description = "applied on every owning shard", body = CollectionWriteResult),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 503, description = "a shard cannot be reached; the message says which shards applied the write", body = ErrorBody)))]
+        (status = 400, description = "bad input (nothing written): `points[i]` with both or neither of vector and text, text without an embedding model, ...", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "the embedder refuses a text (e.g. over the model's limit without truncation); the message names the point; nothing written", body = ErrorBody),
+        (status = 429, description = "the embedder is overloaded; retry after `Retry-After` seconds; nothing written", body = ErrorBody),
+        (status = 503, description = "a shard cannot be reached (the message says which shards applied the write), or `embedder_unavailable`: the embedder cannot be reached or timed out (nothing written)", body = ErrorBody)))]
 async fn upsert(
     State(c): Cluster_,
     Path(name): Path<String>,
-    Json(req): Json<UpsertPoints>,
+    Json(req): Json<CollectionUpsertPoints>,
 ) -> ApiResult<CollectionWriteResult> {
     Ok(Json(c.upsert(&name, req).await?))
 }
@@ -310,7 +315,9 @@ async fn scroll(
 #[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "search", request_body = CollectionSearch,
     params(("name" = String, Path, description = "collection name")),
     responses((status = 200, body = CollectionSearchResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 503, description = "a shard cannot answer (the message names it) and partial results were not allowed", body = ErrorBody)))]
+        (status = 422, description = "the embedder refuses the query text", body = ErrorBody),
+        (status = 429, description = "the embedder is overloaded; retry after `Retry-After` seconds", body = ErrorBody),
+        (status = 503, description = "a shard cannot answer (the message names it) and partial results were not allowed, or `embedder_unavailable`", body = ErrorBody)))]
 async fn search(
     State(c): Cluster_,
     Path(name): Path<String>,
@@ -321,7 +328,10 @@ async fn search(
 
 #[utoipa::path(post, path = "/v1/collections/{name}/search/batch", tag = "search", request_body = CollectionBatchSearch,
     params(("name" = String, Path, description = "collection name")),
-    responses((status = 200, body = CollectionBatchSearchResult), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = CollectionBatchSearchResult), (status = 400, body = ErrorBody),
+        (status = 422, description = "the embedder refuses a query text; the message names `searches[i]`", body = ErrorBody),
+        (status = 429, description = "the embedder is overloaded; retry after `Retry-After` seconds", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn search_batch(
     State(c): Cluster_,
     Path(name): Path<String>,

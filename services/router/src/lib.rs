@@ -10,7 +10,11 @@
 //! - [`cluster`]: the shared [`Cluster`]: node clients, routing of one collection, fan-out.
 //! - [`catalog`]: collections and nodes (create, describe, update, delete, register).
 //! - [`points`]: point writes and reads routed to shards; [`search`]: scatter-gather top-k.
-//! - [`controller`]: election, health checks, clean-up, imbalance; [`reshard`]: online
+//! - [`embed`]: text to vectors through the embedders (`--embedder MODEL=URL`) for
+//!   collections with an embedding model; [`text`]: text points and queries resolved to
+//!   vectors.
+//! - [`controller`]: election, health checks, clean-up, imbalance; [`replicas`]: primary
+//!   leases, in-sync sets and failover of replicated collections; [`reshard`]: online
 //!   resharding; [`moves`]: moving shard copies between nodes (drain, rebalance).
 //! - [`handoff`]: copying a local shard and following its WAL (used by both).
 //! - [`metrics`], [`error`].
@@ -19,15 +23,18 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod embed;
 pub mod error;
 pub mod handoff;
 pub mod http;
 pub mod metrics;
 pub mod moves;
 pub mod points;
+pub mod replicas;
 pub mod reshard;
 pub mod search;
 pub mod state;
+pub mod text;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! Every metric the router exports, declared in one place (`vdb_router_<what>_<unit>`).
 
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use std::sync::Arc;
 use vdb_common::metrics::{register, HttpMetrics};
@@ -13,12 +13,19 @@ pub struct Metrics {
     pub searches: IntCounter,
     pub shard_errors: IntCounterVec,
     pub write_retries: IntCounter,
+    pub read_retries: IntCounter,
     pub controller: IntGauge,
     pub node_up: IntGaugeVec,
     pub imbalance: GaugeVec,
     pub auto_reshards: IntCounter,
     pub reshard_seconds: Histogram,
     pub write_block_seconds: Histogram,
+    pub failovers: IntCounter,
+    pub failover_seconds: Histogram,
+    pub embed_calls: IntCounterVec,
+    pub embed_texts: IntCounterVec,
+    pub embed_seconds: HistogramVec,
+    pub embed_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,6 +48,10 @@ impl Metrics {
             write_retries: register(r, IntCounter::new(
                 "vdb_router_write_retries_total",
                 "Parts of writes sent again (shard handing off points, stale map, node unreachable)",
+            )?)?,
+            read_retries: register(r, IntCounter::new(
+                "vdb_router_read_retries_total",
+                "Reads run again with a fresh map because a shard said theirs was outdated (a cut-over raced them)",
             )?)?,
             controller: register(r, IntGauge::new("vdb_router_controller", "1 while this router is the elected controller")?)?,
             node_up: register(r, IntGaugeVec::new(
@@ -65,6 +76,35 @@ impl Metrics {
                 "How long writes to moving points waited at one source's cut-over",
                 &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0],
             )?,
+            failovers: register(r, IntCounter::new(
+                "vdb_router_failovers_total",
+                "Replicas promoted because their primary's node was down (controller only)",
+            )?)?,
+            failover_seconds: histogram(
+                "vdb_router_failover_seconds",
+                "From the first failed lease renewal to the new primary's assignment",
+                &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0],
+            )?,
+            embed_calls: register(r, IntCounterVec::new(
+                Opts::new("vdb_router_embed_calls_total", "Router → embedder calls that embed texts, by model"),
+                &["model"],
+            )?)?,
+            embed_texts: register(r, IntCounterVec::new(
+                Opts::new("vdb_router_embed_texts_total", "Texts sent to be embedded, by model"),
+                &["model"],
+            )?)?,
+            embed_seconds: register(r, HistogramVec::new(
+                HistogramOpts::new("vdb_router_embed_duration_seconds", "Duration of successful router → embedder calls, by model")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["model"],
+            )?)?,
+            embed_errors: register(r, IntCounterVec::new(
+                Opts::new(
+                    "vdb_router_embed_errors_total",
+                    "Failed router → embedder calls by model and reason (unavailable, timeout, failed, refused, overloaded, bad_request, wrong_model, wrong_dimension)",
+                ),
+                &["model", "reason"],
+            )?)?,
             registry,
         })
     }

@@ -66,9 +66,11 @@ impl Cluster {
         }
         let mut planned = Vec::new();
         for (record, _) in view.collections.values() {
+            // Replicated shards are not moved yet: their copies are kept by failover instead.
             if record.lifecycle != Lifecycle::Active
                 || record.resharding.is_some()
                 || record.moving.is_some()
+                || record.config.replication_factor > 1
             {
                 continue;
             }
@@ -219,7 +221,7 @@ impl Cluster {
         if let Some(guard) = info.guard {
             dst.install_guard(&local, &guard).await.map_err(derr)?;
         }
-        tokio::time::sleep(crate::reshard::REMOVAL_GRACE).await;
+        tokio::time::sleep(crate::reshard::ROUTING_GRACE).await;
         if let Err(e) = src.drop_shard(&local).await {
             tracing::warn!(node = from, local, error = %e, "cannot drop the moved shard's old copy yet");
         }

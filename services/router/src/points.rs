@@ -14,8 +14,9 @@ use std::time::Duration;
 use vdb_api::*;
 use vdb_client::{ClientError, ShardClient};
 
-/// Rounds of a write before its failure is reported (about 1.5 s of retrying).
-const WRITE_ATTEMPTS: u32 = 16;
+/// Rounds of a write before its failure is reported (about 3 s of retrying: longer than a
+/// failover takes with the default lease).
+const WRITE_ATTEMPTS: u32 = 32;
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(3)).min(100))
@@ -26,44 +27,57 @@ pub fn validate_points(routed: &Routed, points: &[Point]) -> Result<()> {
     if points.is_empty() {
         return Err(RouterError::Invalid("points must not be empty".into()));
     }
-    let config = &routed.record.config;
     for (i, p) in points.iter().enumerate() {
-        let bad = |code, message: String| RouterError::Rejected {
-            code,
-            message: format!("points[{i}]: {message}"),
-        };
-        if p.vector.len() != config.dimension {
+        validate_point(routed, i, &p.id, Some(&p.vector), p.payload.as_ref())?;
+    }
+    Ok(())
+}
+
+/// Checks `points[i]` the way the shard would; `vector` is `None` for a text not embedded yet.
+pub fn validate_point(
+    routed: &Routed,
+    i: usize,
+    id: &PointId,
+    vector: Option<&[f32]>,
+    payload: Option<&serde_json::Value>,
+) -> Result<()> {
+    let config = &routed.record.config;
+    let bad = |code, message: String| RouterError::Rejected {
+        code,
+        message: format!("points[{i}]: {message}"),
+    };
+    if let Some(vector) = vector {
+        if vector.len() != config.dimension {
             return Err(bad(
                 ErrorCode::DimensionMismatch,
                 format!(
                     "vector has {} dimensions, collection {} expects {}",
-                    p.vector.len(),
+                    vector.len(),
                     routed.record.name,
                     config.dimension
                 ),
             ));
         }
-        if let Some(e) = p.vector.iter().position(|x| !x.is_finite()) {
+        if let Some(e) = vector.iter().position(|x| !x.is_finite()) {
             return Err(bad(
                 ErrorCode::InvalidVector,
                 format!("vector element {e} is not a finite number"),
             ));
         }
-        if config.metric == Metric::Cosine && p.vector.iter().all(|&x| x == 0.0) {
+        if config.metric == Metric::Cosine && vector.iter().all(|&x| x == 0.0) {
             return Err(bad(
                 ErrorCode::InvalidVector,
                 "a zero vector has no direction for cosine similarity".into(),
             ));
         }
-        if !matches!(p.payload, None | Some(serde_json::Value::Null | serde_json::Value::Object(_)))
-        {
-            return Err(bad(ErrorCode::InvalidPayload, "payload must be a JSON object".into()));
-        }
-        routed.owner(&p.id).map_err(|e| match e {
-            RouterError::Invalid(m) => RouterError::Invalid(format!("points[{i}]: {m}")),
-            e => e,
-        })?;
     }
+    if !matches!(payload, None | Some(serde_json::Value::Null | serde_json::Value::Object(_))) {
+        return Err(bad(ErrorCode::InvalidPayload, "payload must be a JSON object".into()));
+    }
+    routed.owner(id).map_err(|e| match e {
+        RouterError::Invalid(m) => RouterError::Invalid(format!("points[{i}]: {m}")),
+        e => e,
+    })?;
     Ok(())
 }
 
@@ -110,7 +124,7 @@ impl Cluster {
             let send = &send;
             let outcomes = self
                 .fan_out(&routed, &shards, |c, local, shard| {
-                    send(c.write, local, groups[&shard].clone())
+                    send(c.write.with_ack(self.ack_params(&routed)), local, groups[&shard].clone())
                 })
                 .await;
             let mut retry = Vec::new();
@@ -157,8 +171,11 @@ impl Cluster {
         let mut affected = 0;
         let mut applied = BTreeSet::new();
         for attempt in 0.. {
-            let outcomes =
-                self.fan_out(&routed, &pending, |c, local, _| send(c.write, local)).await;
+            let outcomes = self
+                .fan_out(&routed, &pending, |c, local, _| {
+                    send(c.write.with_ack(self.ack_params(&routed)), local)
+                })
+                .await;
             let mut retry = Vec::new();
             let mut failed = Vec::new();
             for (shard, outcome) in outcomes {
@@ -190,11 +207,20 @@ impl Cluster {
         Ok(CollectionWriteResult { affected, shards: applied.into_iter().collect() })
     }
 
-    pub async fn upsert(&self, name: &str, req: UpsertPoints) -> Result<CollectionWriteResult> {
-        validate_points(&*self.routed(name)?, &req.points)?;
+    /// Upserts points given by vector or by text: every point is checked, then all texts are
+    /// embedded, then the vectors checked, and only then is anything sent to a shard.
+    pub async fn upsert(
+        &self,
+        name: &str,
+        req: CollectionUpsertPoints,
+    ) -> Result<CollectionWriteResult> {
+        let routed = self.routed(name)?;
+        crate::text::check_points(&routed, &req.points)?;
+        let points = self.embed_points(&routed, req.points).await?;
+        validate_points(&routed, &points)?;
         self.write_by_ids(
             name,
-            req.points,
+            points,
             |p| p.id,
             |c, local, points| async move { c.upsert(&local, &UpsertPoints { points }).await },
         )
@@ -299,42 +325,47 @@ impl Cluster {
 
     /// Points by id, in the order asked; only the owning shards are asked.
     pub async fn get(&self, name: &str, req: GetPoints) -> Result<Records> {
-        let routed = self.routed(name)?;
-        let order = req.ids.clone();
-        let groups = routed.group(req.ids.clone(), |id| *id)?;
-        let shards: Vec<u32> = groups.keys().copied().collect();
-        let (groups, routed_ref, req_ref) = (&groups, &routed, &req);
-        let outcomes = self
-            .fan_out(&routed, &shards, |c, local, shard| async move {
-                let ask = GetPoints {
-                    ids: groups[&shard].clone(),
-                    ownership: routed_ref.record.ownership(shard),
-                    ..req_ref.clone()
-                };
-                c.read.get_points(&local, &ask).await
-            })
-            .await;
-        let ok = all_answered(outcomes)?;
-        let mut found: HashMap<PointId, Record> =
-            ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
-        Ok(Records { points: order.iter().filter_map(|id| found.remove(id)).collect() })
+        let req = &req;
+        self.read_routed(name, |routed| async move {
+            let groups = routed.group(req.ids.clone(), |id| *id)?;
+            let shards: Vec<u32> = groups.keys().copied().collect();
+            let (groups, routed_ref) = (&groups, &routed);
+            let outcomes = self
+                .fan_out(&routed, &shards, |c, local, shard| async move {
+                    let ask = GetPoints {
+                        ids: groups[&shard].clone(),
+                        ownership: routed_ref.record.ownership(shard),
+                        ..req.clone()
+                    };
+                    c.read.get_points(&local, &ask).await
+                })
+                .await;
+            let ok = all_answered(outcomes)?;
+            let mut found: HashMap<PointId, Record> =
+                ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
+            Ok(Records { points: req.ids.iter().filter_map(|id| found.remove(id)).collect() })
+        })
+        .await
     }
 
     pub async fn count(&self, name: &str, req: CountPoints) -> Result<CountResult> {
         check_filter(req.filter.as_ref())?;
-        let routed = self.routed(name)?;
-        let (routed_ref, req_ref) = (&routed, &req);
-        let outcomes = self
-            .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
-                let ask = CountPoints {
-                    ownership: routed_ref.record.ownership(shard),
-                    ..req_ref.clone()
-                };
-                c.read.count(&local, &ask).await
-            })
-            .await;
-        let ok = all_answered(outcomes)?;
-        Ok(CountResult { count: ok.iter().map(|(_, c)| c.count).sum() })
+        let req = &req;
+        self.read_routed(name, |routed| async move {
+            let routed_ref = &routed;
+            let outcomes = self
+                .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
+                    let ask = CountPoints {
+                        ownership: routed_ref.record.ownership(shard),
+                        ..req.clone()
+                    };
+                    c.read.count(&local, &ask).await
+                })
+                .await;
+            let ok = all_answered(outcomes)?;
+            Ok(CountResult { count: ok.iter().map(|(_, c)| c.count).sum() })
+        })
+        .await
     }
 
     /// One page in id order across all shards: every shard returns its first `limit` points
@@ -347,19 +378,22 @@ impl Cluster {
                 req.limit
             )));
         }
-        let routed = self.routed(name)?;
-        let (routed_ref, req_ref) = (&routed, &req);
-        let outcomes = self
-            .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
-                let ask = ScrollPoints {
-                    ownership: routed_ref.record.ownership(shard),
-                    ..req_ref.clone()
-                };
-                c.read.scroll(&local, &ask).await
-            })
-            .await;
-        let ok = all_answered(outcomes)?;
-        Ok(merge_scroll(ok.into_iter().map(|(_, page)| page).collect(), req.limit))
+        let req = &req;
+        self.read_routed(name, |routed| async move {
+            let routed_ref = &routed;
+            let outcomes = self
+                .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
+                    let ask = ScrollPoints {
+                        ownership: routed_ref.record.ownership(shard),
+                        ..req.clone()
+                    };
+                    c.read.scroll(&local, &ask).await
+                })
+                .await;
+            let ok = all_answered(outcomes)?;
+            Ok(merge_scroll(ok.into_iter().map(|(_, page)| page).collect(), req.limit))
+        })
+        .await
     }
 
     /// Creates a payload index on every shard.

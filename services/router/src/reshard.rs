@@ -36,8 +36,12 @@ use vdb_sharding::{ShardMap, Transition};
 fn ownership(plan: &ReshardRecord, cut_over: &[u32], shard: u32) -> Ownership {
     Ownership { from: plan.from.clone(), to: plan.to.clone(), cut_over: cut_over.to_vec(), shard }
 }
-/// How long a removed shard keeps answering after the map stopped naming it.
-pub(crate) const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long routers may go on using a routing the metastore just replaced: their watch lag
+/// plus the requests they have in flight. Data the old routing points at is deleted (points
+/// that moved, a removed shard, a moved copy) only this long after the new routing is
+/// recorded. Shards also refuse reads routed with an outdated map once their guard knows
+/// better (see the shard's `guard` module), which covers requests slower than this.
+pub(crate) const ROUTING_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Cluster {
     /// Adds one shard (online). Returns once the resharding is recorded; the controller runs
@@ -168,6 +172,13 @@ impl Cluster {
         new: Option<u32>,
     ) -> Result<()> {
         let record = &routed.record;
+        if record.config.replication_factor > 1 {
+            return Err(RouterError::Invalid(format!(
+                "collection {} is replicated; resharding replicated collections is not supported \
+                 yet",
+                record.name
+            )));
+        }
         if record.resharding.is_some() {
             return Err(RouterError::Rejected {
                 code: ErrorCode::AlreadyExists,
@@ -183,7 +194,14 @@ impl Cluster {
                     .map_err(|e| {
                         RouterError::Unavailable(format!("cannot place the new shard: {e}"))
                     })?;
-            next.shards.insert(new, ShardRecord { nodes: placed[&new].clone(), epoch: 1 });
+            next.shards.insert(
+                new,
+                ShardRecord {
+                    nodes: placed[&new].clone(),
+                    epoch: 1,
+                    in_sync: placed[&new][1..].to_vec(),
+                },
+            );
             next.next_shard_id = new + 1;
             self.create_local_shards(&next, &[new]).await?;
             // The new shard needs the collection's payload indexes.
@@ -249,7 +267,9 @@ impl Cluster {
             cut_over.push(source);
             tracing::info!(collection = name, source, copied, "source cut over");
         }
-        // Every source is cut over: routing equals the new map. Sources drop what moved.
+        // Every source is cut over: routing equals the new map. Once no router reads with the
+        // routing before the last cut-over, sources drop what moved.
+        tokio::time::sleep(ROUTING_GRACE).await;
         let done = self.routed_fresh(name).await?;
         for &source in &plan.from.shards {
             let own = done.record.ownership(source).expect("resharding");
@@ -285,7 +305,7 @@ impl Cluster {
         if !removed.is_empty() {
             // Requests routed with the previous view may still reach a removed shard: let them
             // finish before it goes.
-            tokio::time::sleep(REMOVAL_GRACE).await;
+            tokio::time::sleep(ROUTING_GRACE).await;
             let mut gone = finished.clone();
             gone.shards = routed
                 .record

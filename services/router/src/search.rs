@@ -33,49 +33,27 @@ impl Cluster {
         if req.searches.is_empty() {
             return Err(RouterError::Invalid("searches must not be empty".into()));
         }
+        let many = req.searches.len() > 1;
         for (i, s) in req.searches.iter().enumerate() {
+            let at = if many { format!("searches[{i}]") } else { "search".to_string() };
+            crate::text::check_search(&routed, s, &at)?;
             validate(&routed, s).map_err(|e| match e {
-                RouterError::Invalid(m) if req.searches.len() > 1 => {
+                RouterError::Invalid(m) if many => {
                     RouterError::Invalid(format!("searches[{i}]: {m}"))
                 }
                 e => e,
             })?;
         }
+        // Every check passed: only now are texts embedded (one call for the whole batch).
+        let vectors = self.query_vectors(&routed, &req.searches).await?;
         let shards = routed.record.all_shards();
         let two_phase = shards.len() > self.config.two_phase_fanout;
-        let (routed_ref, searches) = (&routed, &req.searches);
-        let outcomes = self
-            .fan_out(&routed, &shards, |c, local, shard| async move {
-                let ask = BatchSearchRequest {
-                    searches: searches
-                        .iter()
-                        .map(|s| per_shard(routed_ref, s, shard, two_phase))
-                        .collect(),
-                };
-                c.read.search_batch(&local, &ask).await
+        let (searches, vectors) = (&req.searches, &vectors);
+        let mut results = self
+            .read_routed(name, |routed| async move {
+                self.gather(&routed, searches, vectors, two_phase).await
             })
-            .await;
-        let (ok, failed) = collect(outcomes);
-        let partial_ok = req.searches.iter().all(|s| s.allow_partial);
-        if !failed.is_empty()
-            && (!partial_ok
-                || failed.iter().any(|(_, e)| !matches!(e, RouterError::Unavailable(_))))
-        {
-            return Err(first_error(failed));
-        }
-        let mut missing: Vec<u32> = failed.iter().map(|(s, _)| *s).collect();
-        missing.sort_unstable();
-        let higher = routed.record.config.metric.higher_is_better();
-        let mut results = Vec::with_capacity(req.searches.len());
-        for (q, search) in req.searches.iter().enumerate() {
-            let lists = ok.iter().map(|(_, r)| r.results[q].points.clone()).collect();
-            let points = merge_top_k(lists, search.k, search.offset, higher);
-            results.push(CollectionSearchResult {
-                points,
-                partial: !missing.is_empty(),
-                missing_shards: missing.clone(),
-            });
-        }
+            .await?;
         if two_phase {
             for (result, search) in results.iter_mut().zip(&req.searches) {
                 if search.with_payload || search.with_vector {
@@ -85,6 +63,51 @@ impl Cluster {
         }
         self.metrics.searches.inc_by(req.searches.len() as u64);
         Ok(CollectionBatchSearchResult { results })
+    }
+
+    /// One round of a batch search: every shard asked at once, answers merged per query.
+    async fn gather(
+        &self,
+        routed: &Routed,
+        searches: &[CollectionSearch],
+        vectors: &[Vec<f32>],
+        two_phase: bool,
+    ) -> Result<Vec<CollectionSearchResult>> {
+        let shards = routed.record.all_shards();
+        let outcomes = self
+            .fan_out(routed, &shards, |c, local, shard| async move {
+                let ask = BatchSearchRequest {
+                    searches: searches
+                        .iter()
+                        .zip(vectors)
+                        .map(|(s, v)| per_shard(routed, s, v, shard, two_phase))
+                        .collect(),
+                };
+                c.read.search_batch(&local, &ask).await
+            })
+            .await;
+        let (ok, failed) = collect(outcomes);
+        let partial_ok = searches.iter().all(|s| s.allow_partial);
+        if !failed.is_empty()
+            && (!partial_ok
+                || failed.iter().any(|(_, e)| !matches!(e, RouterError::Unavailable(_))))
+        {
+            return Err(first_error(failed));
+        }
+        let mut missing: Vec<u32> = failed.iter().map(|(s, _)| *s).collect();
+        missing.sort_unstable();
+        let higher = routed.record.config.metric.higher_is_better();
+        let mut results = Vec::with_capacity(searches.len());
+        for (q, search) in searches.iter().enumerate() {
+            let lists = ok.iter().map(|(_, r)| r.results[q].points.clone()).collect();
+            let points = merge_top_k(lists, search.k, search.offset, higher);
+            results.push(CollectionSearchResult {
+                points,
+                partial: !missing.is_empty(),
+                missing_shards: missing.clone(),
+            });
+        }
+        Ok(results)
     }
 
     /// The second round: payloads and vectors of the final hits only.
@@ -126,16 +149,19 @@ fn validate(routed: &Routed, s: &CollectionSearch) -> Result<()> {
             s.k, s.offset
         )));
     }
-    if s.vector.len() != routed.dimension() {
-        return Err(RouterError::Rejected {
-            code: ErrorCode::DimensionMismatch,
-            message: format!(
-                "query vector has {} dimensions, collection {} expects {}",
-                s.vector.len(),
-                routed.record.name,
-                routed.dimension()
-            ),
-        });
+    match &s.vector {
+        Some(v) if v.len() != routed.dimension() => {
+            return Err(RouterError::Rejected {
+                code: ErrorCode::DimensionMismatch,
+                message: format!(
+                    "query vector has {} dimensions, collection {} expects {}",
+                    v.len(),
+                    routed.record.name,
+                    routed.dimension()
+                ),
+            });
+        }
+        _ => {}
     }
     if let Some(f) = &s.filter {
         vdb_api::filter::validate(f)
@@ -144,9 +170,15 @@ fn validate(routed: &Routed, s: &CollectionSearch) -> Result<()> {
     Ok(())
 }
 
-fn per_shard(routed: &Routed, s: &CollectionSearch, shard: u32, two_phase: bool) -> SearchRequest {
+fn per_shard(
+    routed: &Routed,
+    s: &CollectionSearch,
+    vector: &[f32],
+    shard: u32,
+    two_phase: bool,
+) -> SearchRequest {
     SearchRequest {
-        vector: s.vector.clone(),
+        vector: vector.to_vec(),
         k: s.k + s.offset,
         ef: s.ef.or(Some(routed.record.config.hnsw.ef_search)),
         filter: s.filter.clone(),

@@ -56,7 +56,13 @@ pub enum Lifecycle {
 pub struct ShardRecord {
     /// Nodes holding a copy; the first is the primary.
     pub nodes: Vec<String>,
+    /// The primary's epoch: bumped (by compare-and-swap) at every failover.
     pub epoch: u64,
+    /// Replicas in sync: their confirmations count for sync and semi-sync writes, and only
+    /// they may be promoted. Shrunk here before the primary is told, so a promoted replica
+    /// always holds every acknowledged write.
+    #[serde(default)]
+    pub in_sync: Vec<String>,
 }
 
 /// A resharding under way (see `reshard.rs` for the protocol).

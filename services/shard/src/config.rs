@@ -39,11 +39,22 @@ pub struct Config {
     #[arg(long, env = "VDB_MAX_BODY_BYTES", default_value_t = 32 << 20)]
     pub max_body_bytes: usize,
 
-    /// Operations (searches, writes) executing at once; defaults to twice the cores.
+    /// Writes and other blocking operations (not reads) executing at once; defaults to twice
+    /// the cores.
     #[arg(long, env = "VDB_MAX_CONCURRENCY")]
     pub max_concurrency: Option<usize>,
 
-    /// Operations allowed to wait for a slot; beyond this requests get 429.
+    /// Threads serving reads (search, get, count, scroll); defaults to one more than the
+    /// cores. Each takes the next queued read as soon as it is done with one.
+    #[arg(long, env = "VDB_SEARCH_THREADS")]
+    pub search_threads: Option<usize>,
+
+    /// Threads of the async runtime (HTTP and JSON only; index work runs on the read, insert
+    /// and blocking threads); defaults to a quarter of the cores, at least one.
+    #[arg(long, env = "VDB_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
+
+    /// Reads, and other operations, allowed to wait for a thread; beyond this requests get 429.
     #[arg(long, env = "VDB_MAX_QUEUE", default_value_t = 1024)]
     pub max_queue: usize,
 
@@ -72,6 +83,19 @@ impl Config {
 
     pub fn max_concurrency(&self) -> usize {
         self.max_concurrency.unwrap_or(2 * Self::cores()).max(1)
+    }
+
+    /// One more than the cores: the HTTP thread and clients on the same machine preempt read
+    /// threads all the time, and a spare runnable one keeps a core from idling meanwhile
+    /// (measured in `docs/benchmarks.md`).
+    pub fn search_threads(&self) -> usize {
+        self.search_threads.unwrap_or(Self::cores() + 1).max(1)
+    }
+
+    /// Few async threads: they only parse and answer, and fewer of them wake each other less
+    /// (each wake-up is a context switch on a core that is searching).
+    pub fn http_threads(&self) -> usize {
+        self.http_threads.unwrap_or(Self::cores() / 4).max(1)
     }
 
     pub fn insert_threads(&self) -> usize {

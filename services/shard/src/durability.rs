@@ -53,12 +53,13 @@ impl LocalShard {
 
     fn snapshot_inner(&self) -> Result<vdb_api::SnapshotInfo> {
         let started = Instant::now();
-        let (lsn, index_bytes, image) = {
+        let (lsn, epoch, index_bytes, image) = {
             let mut writer = self.writer.lock();
             // The WAL must be durable up to the LSN the snapshot claims before the log
             // behind it may go.
             writer.wal.sync()?;
             let lsn = self.last_lsn();
+            let epoch = self.last_epoch.load(Ordering::SeqCst);
             let index_bytes = self.index.save_to_vec()?;
             let data = self.data.read();
             let image = PointsImage {
@@ -73,9 +74,9 @@ impl LocalShard {
                 indexes: data.indexes.fields().into_iter().map(|(f, k)| (f, k.into())).collect(),
             };
             writer.records_since_snapshot = 0;
-            (lsn, index_bytes, image)
+            (lsn, epoch, index_bytes, image)
         };
-        let size = snapshot::write(&self.dir.join("snapshots"), lsn, &index_bytes, &image)?;
+        let size = snapshot::write(&self.dir.join("snapshots"), lsn, epoch, &index_bytes, &image)?;
         self.snapshot_lsn.store(lsn, Ordering::SeqCst);
         self.writer.lock().wal.truncate_through(lsn)?;
         let seconds = started.elapsed().as_secs_f64();

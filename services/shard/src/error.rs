@@ -26,6 +26,18 @@ pub enum ShardError {
     /// The WAL no longer holds the records asked for.
     #[error("{0}")]
     WalTruncated(String),
+    /// A write reached a copy that is not its replica set's primary.
+    #[error("{0}")]
+    NotPrimary(String),
+    /// A role or replication message from an older epoch.
+    #[error("{0}")]
+    StaleEpoch(String),
+    /// Too few in-sync replicas for a sync or semi-sync write; nothing was written.
+    #[error("{0}")]
+    NotEnoughReplicas(String),
+    /// Written on the primary, not confirmed by enough replicas in time: outcome unknown.
+    #[error("{0}")]
+    ReplicationTimeout(String),
     #[error("wal: {0}")]
     Wal(#[from] vdb_wal::WalError),
     #[error(transparent)]
@@ -52,6 +64,10 @@ impl From<ShardError> for ApiError {
             ShardError::Unavailable(m) | ShardError::HandingOff(m) => ApiError::unavailable(m),
             ShardError::WrongShard(m) => ApiError::new(ErrorCode::WrongShard, m),
             ShardError::WalTruncated(m) => ApiError::new(ErrorCode::WalTruncated, m),
+            ShardError::NotPrimary(m) => ApiError::new(ErrorCode::NotPrimary, m),
+            ShardError::StaleEpoch(m) => ApiError::new(ErrorCode::StaleEpoch, m),
+            ShardError::NotEnoughReplicas(m) => ApiError::new(ErrorCode::NotEnoughReplicas, m),
+            ShardError::ReplicationTimeout(m) => ApiError::new(ErrorCode::ReplicationTimeout, m),
             other => {
                 // The cause stays in the log; the client gets no internals.
                 tracing::error!(error = %other, "shard operation failed");

@@ -11,7 +11,10 @@
 //!   refused with 503 `unavailable` and `Retry-After: 0`: the point is being handed off;
 //! - a write by filter applies only to the matching points this shard owns (the others are
 //!   skipped, not refused), and is refused like the above when frozen and one of them is being
-//!   handed off.
+//!   handed off;
+//! - a read routed with a map older than the guard's is refused with 409 `wrong_shard`, so the
+//!   router reloads its map and asks again ([`Guard::check_read`]): without this, a read that
+//!   raced a cut-over could miss the points this shard handed over (and later deleted).
 //!
 //! Persistence: `<shard dir>/guard.json`, written to a temporary file, fsynced, renamed over the
 //! old one and the directory fsynced; removing the guard deletes the file and fsyncs the
@@ -86,7 +89,47 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Refuses a read routed with a map older than this guard's (409 `wrong_shard`):
+    /// - its ownership is for the same resharding but misses a source this guard knows is cut
+    ///   over;
+    /// - it carries no ownership (the router routes by a plain map) while this shard has
+    ///   handed over everything it had (a moved copy, a removed shard).
+    ///
+    /// A read routed with a *newer* map than the guard's is served: the guard is installed
+    /// after the metastore records the cut-over. Ownership rules of other reshardings are not
+    /// ordered (a shard added, then removed, gives back an earlier map), so they are served;
+    /// a router's view never lags a whole resharding behind, which the controller's grace
+    /// periods ensure.
+    pub fn check_read(&self, read: Option<&Ownership>) -> Result<()> {
+        let g = &self.spec.ownership;
+        let stale = match read {
+            Some(r) if r.from == g.from && r.to == g.to => {
+                g.cut_over.iter().any(|s| !r.cut_over.contains(s))
+            }
+            Some(_) => false,
+            None => g.cut_over.contains(&g.shard) && !g.to.shards.contains(&g.shard),
+        };
+        if stale {
+            return Err(ShardError::WrongShard(format!(
+                "shard {} was read with an outdated shard map (its points moved since); reload \
+                 the collection's map",
+                g.shard
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl LocalShard {
+    /// Refuses a read routed with an outdated map (see [`Guard::check_read`]). Call it with
+    /// the data lock held: a clean-up that follows the guard's installation then either has
+    /// not started or is refused to this read.
+    pub(crate) fn check_read_routing(&self, read: Option<&Ownership>) -> Result<()> {
+        let guard = self.guard.read().clone();
+        guard.map_or(Ok(()), |g| g.check_read(read))
+    }
+
     /// The installed guard, if any.
     pub fn guard(&self) -> Option<WriteGuard> {
         self.guard.read().as_ref().map(|g| g.spec.clone())
@@ -156,10 +199,16 @@ pub fn load(dir: &Path) -> Result<Option<Guard>> {
 
 /// Stores `spec` in `dir` atomically and durably.
 pub fn save(dir: &Path, spec: &WriteGuard) -> Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(spec).expect("guards serialise"))?;
+    write_durably(dir, FILE, &serde_json::to_vec_pretty(spec).expect("guards serialise"))
+}
+
+/// Replaces `dir/file` with `bytes` atomically and durably: a temporary file, fsynced, renamed
+/// over the old one, and the directory fsynced.
+pub fn write_durably(dir: &Path, file: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{file}.tmp"));
+    std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE))?;
+    std::fs::rename(&tmp, dir.join(file))?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
@@ -187,6 +236,35 @@ mod tests {
 
     fn guard(frozen: bool) -> Guard {
         guard_cut(frozen, vec![])
+    }
+
+    #[test]
+    fn reads_routed_before_the_guards_cut_over_are_refused() {
+        let cut = guard_cut(false, vec![0]);
+        let read = |cut_over: Vec<u32>| Ownership { cut_over, ..cut.spec.ownership.clone() };
+        let stale = cut.check_read(Some(&read(vec![])));
+        assert!(matches!(stale, Err(ShardError::WrongShard(_))), "{:?}", stale.err());
+        cut.check_read(Some(&read(vec![0]))).unwrap();
+        cut.check_read(Some(&read(vec![0, 1]))).unwrap(); // newer than the guard
+                                                          // Shard 0 stays in the new map: a plain read is a router that saw the resharding end.
+        cut.check_read(None).unwrap();
+        // Another resharding's rule is not ordered against this one: served.
+        let other = Ownership { to: cut.spec.ownership.from.clone(), ..read(vec![]) };
+        cut.check_read(Some(&other)).unwrap();
+        guard(true).check_read(Some(&read(vec![]))).unwrap();
+    }
+
+    #[test]
+    fn plain_reads_of_a_shard_that_handed_everything_over_are_refused() {
+        let spec =
+            |shards: &[u32]| ShardMapSpec { sharding: Sharding::Hash, shards: shards.into() };
+        let moved = |cut_over: Vec<u32>| {
+            let ownership =
+                Ownership { from: spec(&[3]), to: spec(&[u32::MAX]), cut_over, shard: 3 };
+            Guard::new(WriteGuard { ownership, frozen: false }).unwrap()
+        };
+        moved(vec![]).check_read(None).unwrap(); // still serving while it hands off
+        assert!(matches!(moved(vec![3]).check_read(None), Err(ShardError::WrongShard(_))));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::OpenApi;
 use vdb_api::*;
 use vdb_common::{ApiError, Json};
@@ -45,6 +46,12 @@ pub fn app(node: Arc<Node>) -> Router {
         .route("/v1/shards/{name}/snapshot", post(snapshot))
         .route("/v1/shards/{name}/wal", get(wal))
         .route("/v1/shards/{name}/guard", put(install_guard).delete(remove_guard))
+        .route("/v1/shards/{name}/role", put(assign_role))
+        .route("/v1/shards/{name}/replicate", post(replicate))
+        .route(
+            "/v1/shards/{name}/replica/snapshot",
+            put(install_replica_snapshot).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(metrics, vdb_common::metrics::track))
         .layer(DefaultBodyLimit::max(node.config.max_body_bytes))
@@ -137,35 +144,50 @@ impl IntoResponse for WriteError {
     }
 }
 
-/// Runs a write on the named shard and lets the node schedule a snapshot after it.
-async fn write<T: Send + 'static>(
+/// Default of `timeout_ms` on writes that wait for replicas.
+const DEFAULT_ACK_TIMEOUT_MS: u64 = 5_000;
+
+/// Runs a write on the named shard, lets the node schedule a snapshot after it, and answers
+/// once the replicas `params` asks for confirmed it (see [`crate::replication`]).
+async fn write(
     node: Arc<Node>,
     name: String,
-    op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
-) -> WriteReply<T> {
-    let out = node
+    params: Result<Query<WriteParams>, QueryRejection>,
+    op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<WriteResult> + Send + 'static,
+) -> WriteReply<WriteResult> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let (shard, out) = node
         .blocking(move |n| {
             let shard = n.writable_shard(&name)?;
+            shard.repl.check_quorum(params.consistency, params.acks)?;
             match op(&shard) {
                 Ok(out) => {
                     n.after_write(&shard);
-                    Ok(Ok(out))
+                    Ok((shard, Ok(out)))
                 }
-                Err(ShardError::HandingOff(m)) => Ok(Err(m)),
+                Err(ShardError::HandingOff(m)) => Ok((shard, Err(m))),
                 Err(e) => Err(e),
             }
         })
         .await?;
-    out.map(Json).map_err(|m| WriteError { error: ApiError::unavailable(m), retry_now: true })
+    let out = out.map_err(|m| WriteError { error: ApiError::unavailable(m), retry_now: true })?;
+    if out.affected > 0 {
+        let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(DEFAULT_ACK_TIMEOUT_MS));
+        shard
+            .await_acks(out.lsn, params.consistency, params.acks, timeout)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(Json(out))
 }
 
-/// Runs a read on the named shard.
+/// Runs a read on the named shard, on the node's read threads.
 async fn read<T: Send + 'static>(
     node: Arc<Node>,
     name: String,
     op: impl FnOnce(&Node, &crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    node.blocking(move |n| op(n, &*n.shard(&name)?)).await.map(Json)
+    node.read(move |n| op(n, &*n.shard(&name)?)).await.map(Json)
 }
 
 /// Inserts or replaces a batch of points, all or nothing.
@@ -174,16 +196,17 @@ async fn read<T: Send + 'static>(
 /// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
 /// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(put, path = "/v1/shards/{name}/points", tag = "points", request_body = UpsertPoints,
-    params(("name" = String, Path)),
+    params(("name" = String, Path), WriteParams),
     responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
     (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn upsert(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<UpsertPoints>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| s.upsert(req.points)).await
+    write(node, name, params, move |s| s.upsert(req.points)).await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/get", tag = "points", request_body = GetPoints,
@@ -202,15 +225,16 @@ async fn get_points(
 /// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
 /// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/delete", tag = "points", request_body = PointSelector,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    params(("name" = String, Path), WriteParams), responses((status = 200, body = WriteResult),
     (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
     (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn delete_points(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<PointSelector>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| s.delete(req)).await
+    write(node, name, params, move |s| s.delete(req)).await
 }
 
 /// Merges keys into the payloads of points selected by ids or by filter.
@@ -219,16 +243,19 @@ async fn delete_points(
 /// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
 /// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    params(("name" = String, Path), WriteParams), responses((status = 200, body = WriteResult),
     (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
     (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn set_payload(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<SetPayload>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Merge))
-        .await
+    write(node, name, params, move |s| {
+        s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Merge)
+    })
+    .await
 }
 
 /// Replaces the payloads of points selected by ids or by filter.
@@ -237,15 +264,16 @@ async fn set_payload(
 /// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
 /// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(put, path = "/v1/shards/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    params(("name" = String, Path), WriteParams), responses((status = 200, body = WriteResult),
     (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
     (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn overwrite_payload(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<SetPayload>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| {
+    write(node, name, params, move |s| {
         s.set_payload(req.payload, req.ids, req.filter, PayloadMode::Overwrite)
     })
     .await
@@ -257,15 +285,16 @@ async fn overwrite_payload(
 /// by another shard are refused whole (409 `wrong_shard`), writes by filter skip such points,
 /// and a frozen guard refuses points being handed off (503, `Retry-After: 0`).
 #[utoipa::path(post, path = "/v1/shards/{name}/points/payload/delete", tag = "points", request_body = DeletePayload,
-    params(("name" = String, Path)), responses((status = 200, body = WriteResult),
+    params(("name" = String, Path), WriteParams), responses((status = 200, body = WriteResult),
     (status = 409, body = ErrorBody, description = "wrong_shard: a write guard is installed and a point named is owned by another shard"),
     (status = 503, body = ErrorBody, description = "unavailable: a frozen write guard refuses points being handed off (Retry-After: 0)")))]
 async fn delete_payload(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<DeletePayload>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| s.delete_payload_keys(req.keys, req.ids, req.filter)).await
+    write(node, name, params, move |s| s.delete_payload_keys(req.keys, req.ids, req.filter)).await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/count", tag = "points", request_body = CountPoints,
@@ -366,15 +395,16 @@ async fn drop_index(
 /// rule cut over). The write guard does not apply to it. Points no map of the rule can route
 /// (e.g. a UUID under range sharding) have no owner and are deleted too.
 #[utoipa::path(post, path = "/v1/shards/{name}/points/delete_not_owned", tag = "resharding",
-    request_body = Ownership, params(("name" = String, Path)),
+    request_body = Ownership, params(("name" = String, Path), WriteParams),
     responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody, description = "invalid ownership rule"),
     (status = 404, body = ErrorBody)))]
 async fn delete_not_owned(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     Json(req): Json<Ownership>,
 ) -> WriteReply<WriteResult> {
-    write(node, name, move |s| s.delete_not_owned(&req)).await
+    write(node, name, params, move |s| s.delete_not_owned(&req)).await
 }
 
 /// Query of `GET /v1/shards/{name}/wal`.
@@ -405,7 +435,8 @@ async fn wal(
 ) -> ApiResult<WalPage> {
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_WAL_PAGE);
-    read(node, name, move |_, s| s.wal_page(q.after, limit)).await
+    // It reads files under the writer lock: keep it off the read threads, with the writes.
+    node.blocking(move |n| n.shard(&name)?.wal_page(q.after, limit)).await.map(Json)
 }
 
 /// Installs (or replaces) the write guard of a source shard during a resharding or move.
@@ -458,6 +489,116 @@ async fn snapshot(State(node): Node_, Path(name): Path<String>) -> ApiResult<Sna
     node.blocking(move |n| n.shard(&name)?.snapshot()).await.map(Json)
 }
 
+/// Assigns this copy's role in its replica set (the controller calls it on every change and,
+/// for a primary, on every heartbeat: that renews the lease).
+///
+/// The epoch never goes back (409 `stale_epoch`); a role change needs a new epoch. A primary
+/// ships its log to the listed replicas (one ordered stream each) and counts the confirmations
+/// of the in-sync ones for `sync`/`semi_sync` writes. A primary that was given a lease takes
+/// writes only until the `lease_until_ms` of the last assignment that carried one (a Unix
+/// time on the controller's clock, so a late assignment cannot stretch it). Role, epoch and
+/// whether a lease is needed are persisted (`role.json`); the rest is not, so after a restart
+/// a primary waits for the controller.
+#[utoipa::path(put, path = "/v1/shards/{name}/role", tag = "replication", request_body = RoleAssignment,
+    params(("name" = String, Path)),
+    responses((status = 200, body = ReplicationInfo), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody, description = "stale_epoch: the assignment is older than this copy's epoch")))]
+async fn assign_role(
+    State(node): Node_,
+    Path(name): Path<String>,
+    Json(req): Json<RoleAssignment>,
+) -> ApiResult<ReplicationInfo> {
+    let (shard, info, starts) = node
+        .blocking(move |n| {
+            let shard = n.shard(&name)?;
+            let (info, starts) = shard.assign_role(&req)?;
+            Ok((shard, info, starts))
+        })
+        .await?;
+    crate::shipper::start(&shard, starts);
+    Ok(Json(info))
+}
+
+/// Query of `POST /v1/shards/{name}/replicate`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ReplicateQuery {
+    /// The sender's epoch.
+    epoch: u64,
+    /// LSN and epoch of the record the batch continues (0, 0 for the log's start).
+    prev_lsn: u64,
+    prev_epoch: u64,
+}
+
+/// A batch of the primary's log, sent by the primary to a replica.
+///
+/// The body (`application/octet-stream`) is WAL frames exactly as the primary logged them:
+/// per record `[body length: u32 LE][CRC32C of the body: u32 LE][lsn: u64 LE][epoch: u64 LE]
+/// [encoded op]`, LSNs consecutive from `prev_lsn + 1`. A batch from an older epoch than this
+/// copy's is refused (409 `stale_epoch`); a newer epoch makes this copy a replica of it. When
+/// this copy's last record is not (`prev_lsn`, `prev_epoch`) nothing is applied and the answer
+/// says `matched: false` with where its log ends. Otherwise the records are logged and applied
+/// (an empty batch only checks), and the answer gives the LSN now durable here.
+#[utoipa::path(post, path = "/v1/shards/{name}/replicate", tag = "replication",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("name" = String, Path), ReplicateQuery),
+    responses((status = 200, body = ReplicateAck), (status = 400, body = ErrorBody, description = "a damaged or out-of-order frame"),
+    (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody, description = "stale_epoch: the sender was deposed")))]
+async fn replicate(
+    State(node): Node_,
+    Path(name): Path<String>,
+    query: Result<Query<ReplicateQuery>, QueryRejection>,
+    body: bytes::Bytes,
+) -> ApiResult<ReplicateAck> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let shard = node.shard(&name)?;
+    replication_work(move || shard.replicate(q.epoch, q.prev_lsn, q.prev_epoch, &body)).await
+}
+
+/// Runs replication work on the blocking pool, outside the request limiter: client load must
+/// not starve replication.
+async fn replication_work<T: Send + 'static>(
+    work: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map(Json)
+        .map_err(ApiError::from)
+}
+
+/// Query of `PUT /v1/shards/{name}/replica/snapshot`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SnapshotQuery {
+    /// The sender's epoch.
+    epoch: u64,
+}
+
+/// Replaces this replica's data by its primary's snapshot (when the primary's log no longer
+/// reaches back to this copy's position, or this copy diverged).
+///
+/// The body is `[meta length: u32 LE][meta JSON: lsn, epoch, lengths and CRC32C of the two
+/// files][index.usearch][points.bin]`; it is verified whole before anything is replaced. The
+/// copy's log and snapshots are replaced and the shard is reopened from the snapshot; its write
+/// guard and role stay. Same epoch rules as `replicate`. No body size limit applies.
+#[utoipa::path(put, path = "/v1/shards/{name}/replica/snapshot", tag = "replication",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("name" = String, Path), SnapshotQuery),
+    responses((status = 200, body = ReplicateAck), (status = 400, body = ErrorBody, description = "a damaged transfer"),
+    (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody, description = "stale_epoch: the sender was deposed")))]
+async fn install_replica_snapshot(
+    State(node): Node_,
+    Path(name): Path<String>,
+    query: Result<Query<SnapshotQuery>, QueryRejection>,
+    body: bytes::Bytes,
+) -> ApiResult<ReplicateAck> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    replication_work(move || node.install_replica_snapshot(&name, q.epoch, &body)).await
+}
+
 /// The shard node's OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
@@ -490,7 +631,10 @@ async fn snapshot(State(node): Node_, Path(name): Path<String>) -> ApiResult<Sna
         wal,
         install_guard,
         remove_guard,
-        delete_not_owned
+        delete_not_owned,
+        assign_role,
+        replicate,
+        install_replica_snapshot
     ),
     components(schemas(
         ErrorBody,

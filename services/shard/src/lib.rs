@@ -5,10 +5,13 @@
 //! - [`config`]: flags and `VDB_*` environment variables.
 //! - [`http`]: routes and thin handlers; the OpenAPI document.
 //! - [`node`]: the local shards of this process, the blocking-work limiter, readiness, shutdown.
+//! - [`pool`]: the threads serving reads, fed by a bounded queue.
 //! - [`shard`]: one local shard and its write path (validate → WAL → apply).
 //! - [`durability`]: WAL fsync on a timer and at shutdown; snapshots.
 //! - [`wal_tail`]: the WAL read back as JSON records (resharding, moves, replication).
 //! - [`ownership`], [`guard`]: which points a shard owns during a resharding; the write guard.
+//! - [`replication`]: role, epoch, lease, replicas and write acknowledgement; [`replica`]: the
+//!   log stream's two ends and snapshot transfer; [`shipper`]: a primary's stream per replica.
 //! - [`read`]: get, count, scroll and search with the planner.
 //! - [`index`]: the USearch index made safe to share.
 //! - [`store`]: ids and payloads; [`ops`]: WAL records; [`snapshot`]: snapshot files.
@@ -24,8 +27,12 @@ pub mod metrics;
 pub mod node;
 pub mod ops;
 pub mod ownership;
+pub mod pool;
 pub mod read;
+pub mod replica;
+pub mod replication;
 pub mod shard;
+pub mod shipper;
 pub mod snapshot;
 pub mod store;
 pub mod wal_tail;

@@ -1,12 +1,19 @@
-//! `vdb-shard`: parse config, start logging, bind, serve until SIGINT/SIGTERM.
+//! `vdb-shard`: parse config, start logging and the runtime, bind, serve until SIGINT/SIGTERM.
 
 use clap::Parser;
 use std::io::Write;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = vdb_shard::Config::parse();
     vdb_common::telemetry::init(config.log_json);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http_threads())
+        .enable_all()
+        .build()?
+        .block_on(serve(config))
+}
+
+async fn serve(config: vdb_shard::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     // Tools and tests read the bound address (port 0 picks one) from this first line.
     let mut out = std::io::stdout();

@@ -8,6 +8,7 @@
 use crate::config::Config;
 use crate::error::{Result, ShardError};
 use crate::metrics::ShardMetrics;
+use crate::pool::WorkPool;
 use crate::read::PlannerConfig;
 use crate::shard::{LocalShard, ShardEnv};
 use parking_lot::{Mutex, RwLock};
@@ -36,6 +37,7 @@ pub struct Node {
     create_lock: Mutex<()>,
     env: ShardEnv,
     limiter: Limiter,
+    reads: WorkPool,
     ready: AtomicBool,
     accepting_writes: AtomicBool,
 }
@@ -53,9 +55,9 @@ impl Node {
                 fsync: config.fsync.clone(),
                 segment_bytes: config.wal_segment_bytes,
             },
-            // Every blocking operation may touch the index from its own thread, and so may
-            // every insert thread; USearch needs a context for each.
-            index_threads: concurrency + config.insert_threads() + 1,
+            // Every read thread, every other blocking operation and every insert thread may
+            // touch the index at once; USearch needs a context for each.
+            index_threads: config.search_threads() + concurrency + config.insert_threads() + 1,
             insert_pool: Arc::new(insert_pool),
             metrics: metrics.clone(),
         };
@@ -63,6 +65,7 @@ impl Node {
         Ok(Arc::new(Node {
             planner: PlannerConfig { exact_threshold: config.exact_threshold },
             limiter: Limiter::new(concurrency, config.max_queue),
+            reads: WorkPool::new("vdb-read", config.search_threads(), config.max_queue)?,
             node_id,
             metrics,
             shards: RwLock::new(BTreeMap::new()),
@@ -169,11 +172,66 @@ impl Node {
             }
             _ => {}
         }
-        self.shards.write().remove(name);
+        if let Some(Slot::Ready(shard)) = self.shards.write().remove(name) {
+            shard.repl.retire();
+        }
         std::fs::remove_dir_all(self.shard_dir(name))?;
         self.metrics.forget_shard(name);
         tracing::info!(shard = name, "local shard dropped");
         Ok(())
+    }
+
+    /// Replaces a replica's data by its primary's snapshot (see [`crate::replica`]): the old
+    /// copy is retired under its writer lock (it takes nothing more), its log and snapshots
+    /// give way to the snapshot, and the shard is opened again from it.
+    pub fn install_replica_snapshot(
+        &self,
+        name: &str,
+        epoch: u64,
+        body: &[u8],
+    ) -> Result<vdb_api::ReplicateAck> {
+        let transfer = crate::snapshot::Transfer::decode(body)?;
+        let _create = self.create_lock.lock();
+        let old = self.shard(name)?;
+        let _writer = old.writer.lock();
+        old.repl.accept_primary(epoch)?;
+        let role = old.repl.stored();
+        old.repl.retire();
+        let dir = self.shard_dir(name);
+        let replace = || -> Result<LocalShard> {
+            for sub in ["wal", "snapshots"] {
+                match std::fs::remove_dir_all(dir.join(sub)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            transfer.install(&dir.join("snapshots"))?;
+            crate::replication::save(&dir, &role)?;
+            LocalShard::open(name, &dir, self.env.clone())
+        };
+        match replace() {
+            Ok(shard) => {
+                self.shards.write().insert(name.to_string(), Slot::Ready(Arc::new(shard)));
+                tracing::info!(
+                    shard = name,
+                    lsn = transfer.lsn,
+                    epoch,
+                    "replica snapshot installed"
+                );
+                Ok(vdb_api::ReplicateAck {
+                    matched: true,
+                    durable_lsn: transfer.lsn,
+                    last_lsn: transfer.lsn,
+                    last_epoch: transfer.epoch,
+                    epoch: role.epoch,
+                })
+            }
+            Err(e) => {
+                tracing::error!(shard = name, error = %e, "installing a replica snapshot failed");
+                self.shards.write().insert(name.to_string(), Slot::Failed);
+                Err(e)
+            }
+        }
     }
 
     pub fn describe(&self, shard: &LocalShard) -> ShardInfo {
@@ -190,6 +248,7 @@ impl Node {
             payload_indexes: data.indexes.fields(),
             searches: shard.searches.load(std::sync::atomic::Ordering::Relaxed),
             guard: shard.guard(),
+            replication: shard.replication_info(),
         }
     }
 
@@ -218,8 +277,8 @@ impl Node {
                     name: name.clone(),
                     collection: s.config.collection.clone(),
                     shard_id: s.config.shard_id,
-                    role: s.config.role,
-                    epoch: s.config.epoch,
+                    role: s.repl.stored().role,
+                    epoch: s.repl.stored().epoch,
                     last_lsn: s.last_lsn(),
                     points: s.data.read().store.len() as u64,
                     state: ShardState::Active,
@@ -269,6 +328,28 @@ impl Node {
             Ok(r) => r.map_err(ApiError::from),
             Err(e) => {
                 tracing::error!(error = %e, "blocking task failed");
+                Err(ApiError::internal())
+            }
+        }
+    }
+
+    /// Runs a read on the read threads (see [`crate::pool`]); beyond `max_queue` waiting,
+    /// refuses with 429.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Node) -> Result<T> + Send + 'static,
+    ) -> std::result::Result<T, ApiError> {
+        let node = self.clone();
+        let answer = self.reads.submit(move || work(&node)).map_err(|_| {
+            self.metrics.rejected.inc();
+            ApiError::overloaded()
+        })?;
+        // Counted until answered, or until the request is dropped (client gone).
+        let _inflight = Inflight::new(&self.metrics.inflight);
+        match answer.await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => {
+                tracing::error!("read failed: its job panicked");
                 Err(ApiError::internal())
             }
         }
@@ -326,6 +407,22 @@ impl Node {
             }
         }
         tracing::info!("wal flushed");
+    }
+}
+
+/// Holds one unit of the in-flight gauge while alive.
+struct Inflight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Inflight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Inflight(gauge)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

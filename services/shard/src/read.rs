@@ -77,6 +77,7 @@ impl LocalShard {
     pub fn get(&self, req: &GetPoints) -> Result<Records> {
         let owner = owner(&req.ownership)?;
         let data = self.data.read();
+        self.check_read_routing(req.ownership.as_ref())?;
         let mut seen = std::collections::HashSet::new();
         let points = req
             .ids
@@ -94,6 +95,7 @@ impl LocalShard {
             req.filter.as_ref().filter(|f| !f.is_empty()).map(checked_filter).transpose()?;
         let owner = owner(&req.ownership)?;
         let data = self.data.read();
+        self.check_read_routing(req.ownership.as_ref())?;
         Ok(match (filter, &owner) {
             (None, None) => data.store.len() as u64,
             (Some(f), None) => matching_keys(&data, f).len() as u64,
@@ -112,6 +114,7 @@ impl LocalShard {
         let filter = req.filter.as_ref().map(checked_filter).transpose()?.map(PreparedFilter::new);
         let owner = owner(&req.ownership)?;
         let data = self.data.read();
+        self.check_read_routing(req.ownership.as_ref())?;
         let mut page = data
             .store
             .iter_from(req.offset.as_ref())
@@ -169,6 +172,7 @@ impl LocalShard {
         let started = std::time::Instant::now();
 
         let data = self.data.read();
+        self.check_read_routing(req.ownership.as_ref())?;
         let total = data.store.len() as u64;
         let (plan, hits) = match (filter, &owner) {
             (None, None) => {

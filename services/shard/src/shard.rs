@@ -5,10 +5,15 @@
 //! 1. validate the whole request against the shard's config; nothing is logged if any part
 //!    is wrong, so a batch is applied whole or not at all;
 //! 2. resolve it to a [`WalOp`] (filters become concrete ids) and reserve index capacity;
-//! 3. append the op to the WAL (fsynced per policy) — this assigns the LSN;
+//! 3. check that this copy is a primary holding its lease ([`crate::replication`]), then
+//!    append the op to the WAL (fsynced per policy) with the role's epoch — this assigns the
+//!    LSN;
 //! 4. apply it: vectors into the index (in parallel on the insert pool), then ids, payloads
 //!    and payload indexes under the data lock;
-//! 5. acknowledge.
+//! 5. acknowledge, once the replicas the write's consistency asks for confirmed it.
+//!
+//! A replica logs and applies the primary's records through [`crate::replica`] instead, with
+//! the primary's LSNs and epochs.
 //!
 //! Recovery replays the same [`LocalShard::apply`] over the WAL tail after loading the
 //! latest snapshot, so the live path and the recovery path cannot drift apart.
@@ -18,6 +23,7 @@ use crate::error::{Result, ShardError};
 use crate::guard::Guard;
 use crate::index::VectorIndex;
 use crate::ops::{PayloadMode, StoredId, WalOp, WalPoint};
+use crate::replication::{Replication, StoredRole};
 use crate::snapshot::{self, PointsImage};
 
 use crate::store::{Entry, PointStore};
@@ -64,13 +70,17 @@ pub struct LocalShard {
     pub(crate) index: VectorIndex,
     pub(crate) data: RwLock<ShardData>,
     pub(crate) writer: Mutex<Writer>,
-    last_lsn: AtomicU64,
+    pub(crate) last_lsn: AtomicU64,
+    /// The epoch of the record at `last_lsn`.
+    pub(crate) last_epoch: AtomicU64,
     pub(crate) snapshot_lsn: AtomicU64,
     pub(crate) snapshotting: AtomicBool,
     /// The write guard, if one is installed; changed only under `writer` (see [`crate::guard`]).
     pub(crate) guard: RwLock<Option<Arc<Guard>>>,
     /// Searches served since the process started (for per-shard query rates).
     pub(crate) searches: AtomicU64,
+    /// Role, epoch, lease and replicas (see [`crate::replication`]).
+    pub(crate) repl: Replication,
     pub(crate) env: ShardEnv,
 }
 
@@ -89,7 +99,16 @@ impl LocalShard {
         )?;
         let (wal, _) = Wal::open(&dir.join("wal"), env.wal.clone(), 0, |_| Ok::<(), String>(()))
             .map_err(|e| ShardError::Corrupt(e.to_string()))?;
-        Ok(Self::assemble(name, config, dir, index, ShardData::default(), wal, 0, env))
+        let role = StoredRole { role: config.role, epoch: config.epoch, leased: false };
+        crate::replication::save(dir, &role)?;
+        let shard = Self::assemble(name, config, dir, index, ShardData::default(), wal, 0, env);
+        Ok(shard.with_role(role, 0))
+    }
+
+    fn with_role(mut self, role: StoredRole, last_epoch: u64) -> Self {
+        self.repl = Replication::new(role, self.last_lsn());
+        self.last_epoch.store(last_epoch, Ordering::SeqCst);
+        self
     }
 
     /// Opens an existing shard: loads its latest snapshot, then replays the WAL after it.
@@ -97,32 +116,34 @@ impl LocalShard {
         let started = Instant::now();
         let config: ShardConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)
             .map_err(|e| ShardError::Corrupt(format!("{}: config.json: {e}", dir.display())))?;
-        let (index, data, snapshot_lsn) = match snapshot::load_latest(&dir.join("snapshots"))? {
-            Some(loaded) => {
-                let index = VectorIndex::load(
-                    &loaded.index,
-                    config.metric,
-                    &config.hnsw,
-                    env.index_threads,
-                )?;
-                env.metrics
-                    .snapshot_size_bytes
-                    .with_label_values(&[name])
-                    .set(loaded.size_bytes as i64);
-                (index, data_from_image(loaded.points)?, loaded.lsn)
-            }
-            None => (
-                VectorIndex::new(
-                    config.dimension,
-                    config.metric,
-                    config.scalar,
-                    &config.hnsw,
-                    env.index_threads,
-                )?,
-                ShardData::default(),
-                0,
-            ),
-        };
+        let (index, data, snapshot_lsn, snapshot_epoch) =
+            match snapshot::load_latest(&dir.join("snapshots"))? {
+                Some(loaded) => {
+                    let index = VectorIndex::load(
+                        &loaded.index,
+                        config.metric,
+                        &config.hnsw,
+                        env.index_threads,
+                    )?;
+                    env.metrics
+                        .snapshot_size_bytes
+                        .with_label_values(&[name])
+                        .set(loaded.size_bytes as i64);
+                    (index, data_from_image(loaded.points)?, loaded.lsn, loaded.epoch)
+                }
+                None => (
+                    VectorIndex::new(
+                        config.dimension,
+                        config.metric,
+                        config.scalar,
+                        &config.hnsw,
+                        env.index_threads,
+                    )?,
+                    ShardData::default(),
+                    0,
+                    0,
+                ),
+            };
         // The WAL validates the whole log (and repairs a torn tail) before anything is
         // applied; the records after the snapshot are collected, then applied in order.
         let mut replayed = Vec::new();
@@ -131,16 +152,24 @@ impl LocalShard {
             Ok::<(), String>(())
         })
         .map_err(|e| ShardError::Corrupt(format!("{}: {e}", dir.display())))?;
+        let role = crate::replication::load(dir)?.unwrap_or(StoredRole {
+            role: config.role,
+            epoch: config.epoch,
+            leased: false,
+        });
         let shard = Self::assemble(name, config, dir, index, data, wal, snapshot_lsn, env);
         *shard.guard.write() = crate::guard::load(dir)?.map(Arc::new);
+        let mut last_epoch = snapshot_epoch;
         for record in replayed {
             let op = WalOp::decode(&record.payload).map_err(|e| {
                 ShardError::Corrupt(format!("{}: lsn {}: {e}", dir.display(), record.lsn))
             })?;
             shard.apply(&op)?;
             shard.last_lsn.store(record.lsn, Ordering::SeqCst);
+            last_epoch = record.epoch;
         }
         shard.last_lsn.store(report.last_lsn.max(snapshot_lsn), Ordering::SeqCst);
+        let shard = shard.with_role(role, last_epoch);
         shard.writer.lock().records_since_snapshot = report.records_replayed;
         let elapsed = started.elapsed().as_secs_f64();
         shard.env.metrics.recovery_seconds.with_label_values(&[name]).set(elapsed);
@@ -175,11 +204,13 @@ impl LocalShard {
             index,
             data: RwLock::new(data),
             last_lsn: AtomicU64::new(wal.last_lsn().max(snapshot_lsn)),
+            last_epoch: AtomicU64::new(0),
             writer: Mutex::new(Writer { wal, records_since_snapshot: 0 }),
             snapshot_lsn: AtomicU64::new(snapshot_lsn),
             snapshotting: AtomicBool::new(false),
             guard: RwLock::new(None),
             searches: AtomicU64::new(0),
+            repl: Replication::new(StoredRole::default(), 0),
             env,
         }
     }
@@ -344,12 +375,13 @@ impl LocalShard {
         op: WalOp,
         affected: u64,
     ) -> Result<WriteResult> {
+        let epoch = self.repl.check_writable()?;
         if let WalOp::Upsert { points } = &op {
             self.index.reserve_for(points.len())?;
         }
         let bytes = op.encode();
         let started = Instant::now();
-        let lsn = writer.wal.append(self.config.epoch, &bytes)?;
+        let lsn = writer.wal.append(epoch, &bytes)?;
         if matches!(self.env.wal.fsync, vdb_wal::FsyncPolicy::Always) {
             self.env.metrics.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
         }
@@ -366,6 +398,8 @@ impl LocalShard {
             tracing::error!(shard = %self.name, lsn, error = %e, "applying a logged write failed");
         })?;
         self.last_lsn.store(lsn, Ordering::SeqCst);
+        self.last_epoch.store(epoch, Ordering::SeqCst);
+        self.repl.appended(lsn, epoch, &bytes);
         self.refresh_gauges();
         Ok(WriteResult { lsn, affected })
     }

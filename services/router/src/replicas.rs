@@ -1,0 +1,316 @@
+//! Replica sets of replicated collections (`replication_factor` > 1): role assignments,
+//! primary leases, the in-sync set, and failover. The controller runs [`Replicas::tick`] after
+//! every round of health checks.
+//!
+//! Per shard, every tick:
+//! - a healthy primary gets its assignment again: its replicas, the in-sync set, the
+//!   collection's `min_in_sync`, and a lease ending `primary_lease_ms` from now (Unix time on
+//!   this router's clock). The lease is granted only while the previous renewal succeeded, and
+//!   every attempt that may have reached the primary counts as granted;
+//! - the primary's answer says how far each replica has confirmed: a replica lagging more than
+//!   `max_replica_lag_ms`, unreachable, being resynced or on an unhealthy node leaves the
+//!   in-sync set; a healthy one that has confirmed everything joins it. The set is changed in
+//!   the metastore (compare-and-swap) *before* the primary hears of it, so a replica the
+//!   primary stops waiting for is never promoted;
+//! - replicas get their assignment (role and epoch), which also turns a former primary that
+//!   came back into a replica;
+//! - a primary whose node is down is replaced once its lease has surely ended (the latest
+//!   grant plus `clock_skew_ms`; a controller that just took over assumes a grant at its start):
+//!   the healthy in-sync replica with the highest LSN is promoted with a compare-and-swap that
+//!   bumps the shard's epoch. With no healthy in-sync replica the shard stays unavailable rather
+//!   than lose acknowledged writes.
+
+use crate::cluster::Cluster;
+use crate::error::{Result, RouterError};
+use crate::state::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vdb_api::{ReplicaState, ReplicaTarget, ReplicationInfo, Role, RoleAssignment};
+use vdb_client::ClientError;
+
+impl Cluster {
+    /// The assignment of `node`'s copy of `shard` (`lease_until_ms` 0: keep the lease).
+    pub fn assignment(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        node: &str,
+        lease_until_ms: u64,
+    ) -> Result<RoleAssignment> {
+        let s = record
+            .shards
+            .get(&shard)
+            .ok_or_else(|| RouterError::Internal(format!("no shard {shard}")))?;
+        if s.nodes.first().map(String::as_str) != Some(node) {
+            return Ok(RoleAssignment {
+                epoch: s.epoch,
+                role: Role::Replica,
+                lease_until_ms: 0,
+                replicas: vec![],
+                in_sync: vec![],
+                min_in_sync: 0,
+            });
+        }
+        let view = self.state.view();
+        let replicas = s.nodes[1..]
+            .iter()
+            .filter_map(|n| {
+                view.nodes.get(n).map(|r| ReplicaTarget { node: n.clone(), url: r.url.clone() })
+            })
+            .collect();
+        Ok(RoleAssignment {
+            epoch: s.epoch,
+            role: Role::Primary,
+            lease_until_ms,
+            replicas,
+            in_sync: s.in_sync.clone(),
+            min_in_sync: record.config.min_in_sync,
+        })
+    }
+
+    /// Tells every copy of a new collection its role (replicas first), the primaries with a
+    /// lease. Nothing to do without replicas: a lone copy needs no lease.
+    pub async fn assign_all_roles(&self, record: &CollectionRecord) -> Result<()> {
+        if record.config.replication_factor < 2 {
+            return Ok(());
+        }
+        for (&shard, s) in &record.shards {
+            for node in s.nodes.iter().skip(1).chain(s.nodes.first()) {
+                let lease = now_ms() + self.config.primary_lease_ms;
+                let a = self.assignment(record, shard, node, lease)?;
+                self.clients(node)?
+                    .write
+                    .assign_role(&record.local_name(shard), &a)
+                    .await
+                    .map_err(|e| RouterError::from_shard(shard, node, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the controller remembers of one primary's lease.
+struct Lease {
+    /// The latest lease end that may have reached the primary (Unix ms).
+    granted_until_ms: u64,
+    /// Whether the last renewal succeeded: only then is the lease extended again.
+    renewing: bool,
+    /// When renewals started failing (for the failover time).
+    failing_since: Option<Instant>,
+}
+
+/// The controller's replica-set duty (see the module docs).
+pub struct Replicas {
+    cluster: Arc<Cluster>,
+    leases: HashMap<String, Lease>,
+    /// A controller that just took over assumes a lease granted at this time.
+    started_ms: u64,
+}
+
+impl Replicas {
+    pub fn new(cluster: Arc<Cluster>) -> Replicas {
+        Replicas { cluster, leases: HashMap::new(), started_ms: now_ms() }
+    }
+
+    pub async fn tick(&mut self) {
+        let view = self.cluster.state.view();
+        let mut work = Vec::new();
+        for (record, _) in view.collections.values() {
+            if record.lifecycle != Lifecycle::Active || record.config.replication_factor < 2 {
+                continue;
+            }
+            for &shard in record.shards.keys() {
+                work.push((record.clone(), shard));
+            }
+        }
+        for (record, shard) in work {
+            if let Err(e) = self.shard(&record, shard).await {
+                tracing::warn!(collection = record.name, shard, error = %e, "replica set upkeep failed");
+            }
+        }
+    }
+
+    async fn shard(&mut self, record: &CollectionRecord, shard: u32) -> Result<()> {
+        let view = self.cluster.state.view();
+        let s = &record.shards[&shard];
+        let local = record.local_name(shard);
+        let primary = s.nodes[0].clone();
+        let key = format!("{local}@{}", s.epoch);
+        let lease_ms = self.cluster.config.primary_lease_ms;
+        let started_ms = self.started_ms;
+        let lease = self.leases.entry(key.clone()).or_insert(Lease {
+            granted_until_ms: started_ms + lease_ms,
+            renewing: true,
+            failing_since: None,
+        });
+        if view.is_healthy(&primary) {
+            let until = if lease.renewing { now_ms() + lease_ms } else { 0 };
+            lease.granted_until_ms = lease.granted_until_ms.max(until);
+            let a = self.cluster.assignment(record, shard, &primary, until)?;
+            let deadline = self.cluster.config.health_interval().max(Duration::from_millis(200));
+            let answer = match self.cluster.clients(&primary) {
+                Ok(c) => tokio::time::timeout(deadline, c.write.assign_role(&local, &a))
+                    .await
+                    .unwrap_or(Err(ClientError::Timeout)),
+                Err(e) => return Err(e),
+            };
+            match answer {
+                Ok(info) => {
+                    lease.renewing = true;
+                    lease.failing_since = None;
+                    self.update_in_sync(record, shard, &info).await?;
+                }
+                Err(e) => {
+                    lease.renewing = false;
+                    lease.failing_since.get_or_insert_with(Instant::now);
+                    tracing::debug!(collection = record.name, shard, error = %e, "lease renewal failed");
+                }
+            }
+        } else {
+            lease.failing_since.get_or_insert_with(Instant::now);
+            let ends = lease.granted_until_ms + self.cluster.config.clock_skew_ms;
+            if now_ms() >= ends {
+                let since = lease.failing_since;
+                self.failover(record, shard, since).await?;
+                self.leases.remove(&key);
+                return Ok(());
+            }
+        }
+        // Replicas learn their role and epoch (a former primary that came back steps down).
+        for node in s.nodes.iter().skip(1).filter(|n| view.is_healthy(n)) {
+            let a = self.cluster.assignment(record, shard, node, 0)?;
+            if let Ok(c) = self.cluster.clients(node) {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), c.write.assign_role(&local, &a))
+                        .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes the in-sync set from the primary's report; records a change.
+    async fn update_in_sync(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        info: &ReplicationInfo,
+    ) -> Result<()> {
+        let view = self.cluster.state.view();
+        let s = &record.shards[&shard];
+        let max_lag = self.cluster.config.max_replica_lag_ms as f64 / 1000.0;
+        let mut in_sync = s.in_sync.clone();
+        for r in &info.replicas {
+            let healthy = view.is_healthy(&r.node);
+            let member = in_sync.contains(&r.node);
+            let lagging = !healthy || r.state != ReplicaState::Streaming || r.lag_seconds > max_lag;
+            let caught_up = healthy && r.state == ReplicaState::Streaming && r.lag_records == 0;
+            if member && lagging {
+                in_sync.retain(|n| n != &r.node);
+            } else if !member && caught_up {
+                in_sync.push(r.node.clone());
+            }
+        }
+        in_sync.sort_by_key(|n| s.nodes.iter().position(|x| x == n));
+        if in_sync == s.in_sync {
+            return Ok(());
+        }
+        tracing::info!(collection = record.name, shard, ?in_sync, "in-sync set changed");
+        let epoch = s.epoch;
+        self.cluster
+            .state
+            .update_collection(&record.name, |r| {
+                let Some(s) = r.shards.get_mut(&shard) else { return Ok::<_, RouterError>(false) };
+                if s.epoch != epoch {
+                    return Ok(false);
+                }
+                s.in_sync = in_sync.clone();
+                Ok(true)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Promotes the most up-to-date healthy in-sync replica of `shard`.
+    async fn failover(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        failing_since: Option<Instant>,
+    ) -> Result<()> {
+        let view = self.cluster.state.view();
+        let s = &record.shards[&shard];
+        let local = record.local_name(shard);
+        let mut best: Option<(u64, String)> = None;
+        let mut alive = Vec::new();
+        for node in s.in_sync.iter().filter(|n| view.is_healthy(n)) {
+            let Ok(c) = self.cluster.clients(node) else { continue };
+            match tokio::time::timeout(Duration::from_secs(1), c.read.get_shard(&local)).await {
+                Ok(Ok(info)) => {
+                    alive.push(node.clone());
+                    let lsn = info.replication.last_lsn;
+                    if best.as_ref().is_none_or(|(b, _)| lsn > *b) {
+                        best = Some((lsn, node.clone()));
+                    }
+                }
+                _ => continue,
+            }
+        }
+        let Some((lsn, promoted)) = best else {
+            tracing::error!(
+                collection = record.name,
+                shard,
+                "primary is down and no in-sync replica is reachable: the shard stays unavailable"
+            );
+            return Ok(());
+        };
+        let old = s.nodes[0].clone();
+        let epoch = s.epoch;
+        let updated = self
+            .cluster
+            .state
+            .update_collection(&record.name, |r| {
+                let Some(s) = r.shards.get_mut(&shard) else { return Ok::<_, RouterError>(false) };
+                if s.epoch != epoch || s.nodes[0] != old {
+                    return Ok(false);
+                }
+                let mut nodes = vec![promoted.clone()];
+                nodes.extend(s.nodes.iter().filter(|n| **n != promoted && **n != old).cloned());
+                nodes.push(old.clone());
+                s.nodes = nodes;
+                s.epoch = epoch + 1;
+                s.in_sync = alive.iter().filter(|n| **n != promoted).cloned().collect();
+                Ok(true)
+            })
+            .await?
+            .ok_or_else(|| RouterError::NotFound(format!("collection {} is gone", record.name)))?;
+        let s = &updated.shards[&shard];
+        if s.epoch != epoch + 1 || s.nodes[0] != promoted {
+            return Ok(()); // someone else changed it first
+        }
+        let lease = now_ms() + self.cluster.config.primary_lease_ms;
+        let a = self.cluster.assignment(&updated, shard, &promoted, lease)?;
+        self.cluster
+            .clients(&promoted)?
+            .write
+            .assign_role(&local, &a)
+            .await
+            .map_err(|e| RouterError::from_shard(shard, &promoted, e))?;
+        let took = failing_since.map(|t| t.elapsed().as_secs_f64());
+        self.cluster.metrics.failovers.inc();
+        if let Some(t) = took {
+            self.cluster.metrics.failover_seconds.observe(t);
+        }
+        tracing::warn!(
+            collection = record.name,
+            shard,
+            from = old,
+            to = promoted,
+            epoch = epoch + 1,
+            lsn,
+            seconds = took,
+            "primary failed over"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! The primary's side of replication: one task per replica ships the log in LSN order, one
+//! batch in flight at a time. A batch holds every record applied since the previous one (up to
+//! [`MAX_BATCH_BYTES`]), so under load batches grow instead of requests multiplying.
+//!
+//! Each task first asks the replica where its log ends; when the primary's log has the same
+//! record there, streaming resumes after it, otherwise (the replica is ahead, diverged, or
+//! behind what the log still holds) it sends a snapshot and streams from the snapshot's LSN.
+//! An idle stream sends an empty batch every [`KEEPALIVE`], which also notices a replica that
+//! was wiped or restarted. A replica that answers `stale_epoch` knows a newer primary: this
+//! copy then stops taking writes ([`crate::replication::Replication::deposed`]). Failures are
+//! retried with backoff; the task ends when the assignment that started it is replaced.
+
+use crate::error::ShardError;
+use crate::replica::{encode_frames, Frames};
+use crate::replication::ShipperStart;
+use crate::shard::LocalShard;
+use std::sync::Arc;
+use std::time::Duration;
+use vdb_api::{ErrorCode, ReplicaState};
+use vdb_client::{ClientError, ShardClient};
+
+/// Most bytes of encoded ops in one batch.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// An idle stream checks in this often.
+pub const KEEPALIVE: Duration = Duration::from_millis(500);
+/// Deadline of one batch.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one snapshot transfer.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts the shippers an assignment asked for.
+pub fn start(shard: &Arc<LocalShard>, starts: Vec<ShipperStart>) {
+    for (node, url, generation) in starts {
+        tokio::spawn(run(shard.clone(), node, url, generation));
+    }
+}
+
+/// Why a step of the stream stopped.
+enum Stop {
+    /// Another copy leads a newer epoch.
+    Deposed,
+    /// Retry after a pause.
+    Failed(String),
+}
+
+impl From<ClientError> for Stop {
+    fn from(e: ClientError) -> Self {
+        match e.code() {
+            Some(ErrorCode::StaleEpoch) => Stop::Deposed,
+            _ => Stop::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ShardError> for Stop {
+    fn from(e: ShardError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+struct Stream {
+    shard: Arc<LocalShard>,
+    node: String,
+    generation: u64,
+    client: ShardClient,
+    bulk: ShardClient,
+    /// The replica's last record (lsn, epoch), once known to match ours.
+    prev: Option<(u64, u64)>,
+}
+
+async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64) {
+    let clients = ShardClient::with_timeout(&url, BATCH_TIMEOUT)
+        .and_then(|c| Ok((c, ShardClient::with_timeout(&url, SNAPSHOT_TIMEOUT)?)));
+    let (client, bulk) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            shard.repl.set_stream_state(
+                &node,
+                generation,
+                ReplicaState::Unreachable,
+                Some(e.to_string()),
+            );
+            return;
+        }
+    };
+    let mut s = Stream { shard, node, generation, client, bulk, prev: None };
+    let mut backoff = Duration::from_millis(20);
+    tracing::info!(shard = %s.shard.name, replica = %s.node, "replication stream started");
+    while s.shard.repl.is_current(generation) {
+        match s.step().await {
+            Ok(()) => backoff = Duration::from_millis(20),
+            Err(Stop::Deposed) => {
+                s.shard.repl.deposed(generation);
+                break;
+            }
+            Err(Stop::Failed(e)) => {
+                tracing::debug!(shard = %s.shard.name, replica = %s.node, error = %e, "replication stream failed; retrying");
+                s.shard.repl.set_stream_state(
+                    &s.node,
+                    generation,
+                    ReplicaState::Unreachable,
+                    Some(e),
+                );
+                s.prev = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    tracing::info!(shard = %s.shard.name, replica = %s.node, "replication stream ended");
+}
+
+impl Stream {
+    async fn step(&mut self) -> Result<(), Stop> {
+        let Some((prev_lsn, prev_epoch)) = self.prev else {
+            let info = self.client.get_shard(&self.shard.name).await?.replication;
+            if info.epoch > self.shard.repl.epoch() {
+                return Err(Stop::Deposed);
+            }
+            return self.resume_from(info.last_lsn, info.last_epoch).await;
+        };
+        let mut appended = self.shard.repl.watch_appended();
+        let frames = self.frames_after(prev_lsn).await;
+        let frames = match frames {
+            Ok(f) => f,
+            Err(ShardError::WalTruncated(_)) => return self.resync().await,
+            Err(e) => return Err(e.into()),
+        };
+        if frames.is_empty() {
+            // Caught up: wait for a new record, or check in after a while.
+            let _ = tokio::time::timeout(KEEPALIVE, appended.changed()).await;
+            if self.shard.last_lsn() > prev_lsn {
+                return Ok(());
+            }
+        }
+        let epoch = self.shard.repl.epoch();
+        let body = encode_frames(&frames);
+        let ack =
+            self.client.replicate(&self.shard.name, epoch, prev_lsn, prev_epoch, body).await?;
+        if !ack.matched {
+            return self.resume_from(ack.last_lsn, ack.last_epoch).await;
+        }
+        if let Some(&(lsn, lsn_epoch, _)) = frames.last() {
+            self.prev = Some((lsn, lsn_epoch));
+        }
+        self.shard.repl.confirmed(&self.node, self.generation, ack.durable_lsn);
+        Ok(())
+    }
+
+    /// The replica's log ends at (`lsn`, `epoch`): stream from there when ours has the same
+    /// record, otherwise send a snapshot.
+    async fn resume_from(&mut self, lsn: u64, epoch: u64) -> Result<(), Stop> {
+        let shard = self.shard.clone();
+        let ours = tokio::task::spawn_blocking(move || shard.epoch_at(lsn))
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))??;
+        if lsn <= self.shard.last_lsn() && ours == Some(epoch) {
+            self.prev = Some((lsn, epoch));
+            self.shard.repl.confirmed(&self.node, self.generation, lsn);
+            return Ok(());
+        }
+        self.resync().await
+    }
+
+    async fn resync(&mut self) -> Result<(), Stop> {
+        self.shard.repl.set_stream_state(
+            &self.node,
+            self.generation,
+            ReplicaState::Resyncing,
+            None,
+        );
+        let shard = self.shard.clone();
+        let transfer = tokio::task::spawn_blocking(move || shard.snapshot_for_transfer())
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))??;
+        tracing::info!(shard = %self.shard.name, replica = %self.node, lsn = transfer.lsn,
+            "sending a snapshot to a replica");
+        let epoch = self.shard.repl.epoch();
+        let ack =
+            self.bulk.install_replica_snapshot(&self.shard.name, epoch, transfer.encode()).await?;
+        self.prev = Some((ack.last_lsn, ack.last_epoch));
+        self.shard.repl.confirmed(&self.node, self.generation, ack.durable_lsn);
+        Ok(())
+    }
+
+    async fn frames_after(&self, after: u64) -> Result<Frames, ShardError> {
+        if let Some(frames) = self.shard.repl.recent_after(after, MAX_BATCH_BYTES) {
+            return Ok(frames);
+        }
+        let shard = self.shard.clone();
+        tokio::task::spawn_blocking(move || shard.wal_frames_after(after, MAX_BATCH_BYTES))
+            .await
+            .map_err(|e| ShardError::Unavailable(e.to_string()))?
+    }
+}
