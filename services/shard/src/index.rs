@@ -9,10 +9,17 @@
 //! - USearch keeps `ef` (expansion_search) index-wide, not per query. [`EfGate`] lets all
 //!   searches with the same `ef` run together and switches `ef` only between them.
 //!
+//! - USearch's graph walk (`stats`, and `memory_usage`, which walks too) reads node slots that
+//!   a concurrent add may not have filled yet (a null node: SIGSEGV). It runs only with writes
+//!   excluded ([`VectorIndex::walk_graph`], under the shard's writer lock); everyone else reads
+//!   the figures it left.
+//!
 //! Scores: USearch returns distances (`1 - cos`, `1 - dot`, squared L2); we convert them to
 //! what users expect: cosine similarity, dot product, Euclidean distance.
 
+use crate::shard::Writer;
 use parking_lot::{Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use vdb_api::{HnswConfig, IndexStats, Metric, ScalarType};
 
@@ -32,6 +39,17 @@ pub struct VectorIndex {
     dimension: usize,
     threads: usize,
     ef: EfGate,
+    graph: Mutex<GraphFigures>,
+}
+
+/// What the last graph walk counted.
+#[derive(Default)]
+struct GraphFigures {
+    nodes: u64,
+    edges: u64,
+    memory_bytes: u64,
+    /// When the last walk ran, and how long it took.
+    walked: Option<(Instant, Duration)>,
 }
 
 impl VectorIndex {
@@ -74,7 +92,14 @@ impl VectorIndex {
     }
 
     fn wrap(index: Index, metric: Metric, dimension: usize, ef: usize, threads: usize) -> Self {
-        VectorIndex { index: RwLock::new(index), metric, dimension, threads, ef: EfGate::new(ef) }
+        VectorIndex {
+            index: RwLock::new(index),
+            metric,
+            dimension,
+            threads,
+            ef: EfGate::new(ef),
+            graph: Mutex::new(GraphFigures::default()),
+        }
     }
 
     pub fn dimension(&self) -> usize {
@@ -161,20 +186,45 @@ impl VectorIndex {
         Ok(buf)
     }
 
+    /// The index described: live vectors and capacity now, graph figures from the last walk.
     pub fn stats(&self) -> IndexStats {
-        let index = self.index.read();
-        let stats = index.stats();
+        let (vectors, capacity) = {
+            let index = self.index.read();
+            (index.size() as u64, index.capacity() as u64)
+        };
+        let graph = self.graph.lock();
         IndexStats {
-            vectors: index.size() as u64,
-            capacity: index.capacity() as u64,
-            memory_bytes: index.memory_usage() as u64,
-            nodes: stats.nodes as u64,
-            edges: stats.edges as u64,
+            vectors,
+            capacity,
+            memory_bytes: graph.memory_bytes,
+            nodes: graph.nodes,
+            edges: graph.edges,
         }
     }
 
+    /// Bytes the index holds, as of the last walk.
     pub fn memory_bytes(&self) -> u64 {
-        self.index.read().memory_usage() as u64
+        self.graph.lock().memory_bytes
+    }
+
+    /// Counts the graph's nodes, edges and bytes. Nothing may add or remove meanwhile: the
+    /// caller holds the shard's writer lock, which every change takes (`_writes` is it). A walk
+    /// is O(vectors), so it runs again only once ten times its own duration (and at least a
+    /// second) has passed, and writes pay at most a tenth of their time for it.
+    pub(crate) fn walk_graph(&self, _writes: &Writer) {
+        let mut graph = self.graph.lock();
+        if let Some((at, took)) = graph.walked {
+            if at.elapsed() < (took * 10).max(Duration::from_secs(1)) {
+                return;
+            }
+        }
+        let started = Instant::now();
+        let index = self.index.read();
+        let stats = index.stats();
+        graph.nodes = stats.nodes as u64;
+        graph.edges = stats.edges as u64;
+        graph.memory_bytes = index.memory_usage() as u64;
+        graph.walked = Some((started, started.elapsed()));
     }
 }
 

@@ -156,7 +156,7 @@ impl Node {
                 return Err(e);
             }
         };
-        shard.refresh_gauges();
+        shard.refresh_gauges(&shard.writer.lock());
         let info = self.describe(&shard);
         self.shards.write().insert(name.to_string(), Slot::Ready(shard));
         tracing::info!(shard = name, "local shard created");

@@ -123,8 +123,8 @@ impl LocalShard {
             self.set_last(*lsn, *lsn_epoch);
         }
         writer.records_since_snapshot += records.len() as u64;
+        self.refresh_gauges(&writer);
         drop(writer);
-        self.refresh_gauges();
         Ok(ack(true, end, end_epoch))
     }
 

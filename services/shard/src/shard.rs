@@ -170,10 +170,13 @@ impl LocalShard {
         }
         shard.last_lsn.store(report.last_lsn.max(snapshot_lsn), Ordering::SeqCst);
         let shard = shard.with_role(role, last_epoch);
-        shard.writer.lock().records_since_snapshot = report.records_replayed;
+        {
+            let mut writer = shard.writer.lock();
+            writer.records_since_snapshot = report.records_replayed;
+            shard.refresh_gauges(&writer);
+        }
         let elapsed = started.elapsed().as_secs_f64();
         shard.env.metrics.recovery_seconds.with_label_values(&[name]).set(elapsed);
-        shard.refresh_gauges();
         tracing::info!(
             shard = name,
             snapshot_lsn,
@@ -400,7 +403,7 @@ impl LocalShard {
         self.last_lsn.store(lsn, Ordering::SeqCst);
         self.last_epoch.store(epoch, Ordering::SeqCst);
         self.repl.appended(lsn, epoch, &bytes);
-        self.refresh_gauges();
+        self.refresh_gauges(writer);
         Ok(WriteResult { lsn, affected })
     }
 
@@ -507,7 +510,10 @@ impl LocalShard {
         }
     }
 
-    pub fn refresh_gauges(&self) {
+    /// Sets this shard's gauges; the caller holds the writer lock (`writer`), so the index's
+    /// graph may be walked.
+    pub(crate) fn refresh_gauges(&self, writer: &Writer) {
+        self.index.walk_graph(writer);
         let m = &self.env.metrics;
         let (points, payload_bytes) = {
             let data = self.data.read();
