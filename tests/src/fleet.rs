@@ -17,21 +17,19 @@ pub struct RouterProcess {
 
 impl RouterProcess {
     /// Starts a router with `--metastore metastore`, the given nodes (`id=url`) and extra
-    /// `args`; health checks every 100 ms so tests see node failures quickly.
+    /// `args`; health checks every 100 ms (unless `args` set them) so tests see node failures
+    /// quickly.
     pub fn start(
         id: &str,
         metastore: &str,
         nodes: &[(String, String)],
         args: &[&str],
     ) -> Result<Self> {
-        let mut all: Vec<String> = vec![
-            "--metastore".into(),
-            metastore.into(),
-            "--router-id".into(),
-            id.into(),
-            "--health-interval-ms".into(),
-            "100".into(),
-        ];
+        let mut all: Vec<String> =
+            vec!["--metastore".into(), metastore.into(), "--router-id".into(), id.into()];
+        if !args.iter().any(|a| a.starts_with("--health-interval-ms")) {
+            all.extend(["--health-interval-ms".into(), "100".into()]);
+        }
         for (node, url) in nodes {
             all.push("--node".into());
             all.push(format!("{node}={url}"));

@@ -8,7 +8,12 @@
 //! Asserts: with `sync` writes and RF=3, every acknowledged write is present afterwards with
 //! its value or a later one that was attempted (failed or unknown writes may or may not have
 //! been applied); no value appears that was never written; every failover bumped the epoch.
-//! Prints operations checked, faults injected, anomalies and failover times (p50/max).
+//! A reader meanwhile reads random points with `consistency=strong` and checks that each
+//! point's value never goes back (a strong read never returns a value a failover rolled back,
+//! nor one older than a value already read) and was written; another reads with the default
+//! `eventual` consistency and counts answers marked `stale` (served by a replica).
+//! Prints operations checked, faults injected, anomalies and failover times (p50/max), the
+//! failover measured with the router's default health interval (200 ms).
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -71,13 +76,54 @@ fn writer(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<History> {
     })
 }
 
+/// Strong reads of random points: (id, value) in the order read. Unanswered reads (during
+/// failover) are skipped; counts (answered, refused).
+fn strong_reader(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<(Vec<(u64, u64)>, u64)> {
+    thread::spawn(move || {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let (mut seen, mut refused) = (Vec::new(), 0);
+        while !stop.load(Ordering::Relaxed) {
+            let ids: Vec<u64> = (0..10).map(|_| rng.gen_range(0..IDS)).collect();
+            let ask = json!({"ids": ids, "with_payload": true});
+            match http.post("/v1/collections/c/points/get?consistency=strong", &ask) {
+                Ok((200, body)) => {
+                    assert!(body.get("stale").is_none(), "a strong read marked stale: {body}");
+                    for p in body["points"].as_array().unwrap() {
+                        seen.push((p["id"].as_u64().unwrap(), p["payload"]["v"].as_u64().unwrap()));
+                    }
+                }
+                _ => refused += 1,
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        (seen, refused)
+    })
+}
+
+/// Default (eventual) counts: (answered, answered by a replica).
+fn eventual_reader(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<(u64, u64)> {
+    thread::spawn(move || {
+        let (mut answered, mut stale) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((200, body)) = http.post("/v1/collections/c/points/count", &json!({})) {
+                answered += 1;
+                stale += u64::from(body["stale"] == true);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        (answered, stale)
+    })
+}
+
 fn shard0(http: &Http) -> Value {
     http.get("/v1/collections/c").unwrap().1["shards"][0].clone()
 }
 
 /// Every point's payload value, by scrolling.
 fn content(http: &Http) -> BTreeMap<u64, u64> {
-    let r = http.post("/v1/collections/c/points/scroll", &json!({"limit": 10_000})).unwrap();
+    let r = http
+        .post("/v1/collections/c/points/scroll?consistency=strong", &json!({"limit": 10_000}))
+        .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
     r.1["points"]
         .as_array()
@@ -91,7 +137,8 @@ fn content(http: &Http) -> BTreeMap<u64, u64> {
 fn sync_writes_survive_repeated_primary_kills() {
     let failovers: usize =
         std::env::var("VDB_FAILOVERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let mut fleet = Fleet::start(3, &[], &[]).unwrap();
+    // The router's default health interval, so the failover times are those users get.
+    let mut fleet = Fleet::start(3, &[], &["--health-interval-ms", "200"]).unwrap();
     let http = fleet.http();
     let r = http
         .put(
@@ -104,6 +151,8 @@ fn sync_writes_survive_repeated_primary_kills() {
     assert_eq!(shard0(&http)["in_sync"].as_array().unwrap().len(), 2, "{r:?}");
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(http.clone(), stop.clone());
+    let strong = strong_reader(http.clone(), stop.clone());
+    let eventual = eventual_reader(http.clone(), stop.clone());
     let mut times = Vec::new();
     for round in 0..failovers {
         thread::sleep(Duration::from_millis(500));
@@ -153,6 +202,8 @@ fn sync_writes_survive_repeated_primary_kills() {
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let history = w.join().unwrap();
+    let (strong_reads, strong_refused) = strong.join().unwrap();
+    let (eventual_reads, stale_reads) = eventual.join().unwrap();
     let content = content(&http);
 
     // Check: per id, the stored value is the last acknowledged one or one attempted after it.
@@ -180,6 +231,20 @@ fn sync_writes_survive_repeated_primary_kills() {
             )),
         }
     }
+    // Strong reads: every value was written, and per point values only grow (one writer sends
+    // growing values, so going back means a read saw a write that was later rolled back).
+    let mut last_read: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(id, v) in &strong_reads {
+        if v != 0 && !written.contains(&v) {
+            anomalies.push(format!("strong read of id {id}: value {v} was never written"));
+        }
+        if let Some(&before) = last_read.get(&id) {
+            if v < before {
+                anomalies.push(format!("strong read of id {id}: {v} after {before}"));
+            }
+        }
+        last_read.insert(id, v);
+    }
     let ok = history.iter().filter(|h| h.2 == Outcome::Ok).count();
     let failed = history.iter().filter(|h| h.2 == Outcome::Failed).count();
     let unknown = history.iter().filter(|h| h.2 == Outcome::Unknown).count();
@@ -193,7 +258,14 @@ fn sync_writes_survive_repeated_primary_kills() {
         by_id.len(),
         anomalies.len()
     );
-    assert!(anomalies.is_empty(), "acknowledged writes lost: {anomalies:?}");
+    println!(
+        "reads: {} strong point reads checked ({strong_refused} strong requests refused during \
+         failovers); {eventual_reads} eventual counts, {stale_reads} answered by a replica",
+        strong_reads.len()
+    );
+    assert!(anomalies.is_empty(), "anomalies: {anomalies:?}");
+    assert!(stale_reads > 0, "no eventual read was spread to a replica");
+    assert!(stale_reads < eventual_reads, "no eventual read reached the primary");
     let final_epoch = shard0(&http)["epoch"].as_u64().unwrap();
     assert!(final_epoch > failovers as u64, "every failover bumps the epoch: {final_epoch}");
 }

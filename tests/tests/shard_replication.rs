@@ -90,6 +90,11 @@ fn content(http: &Http) -> BTreeMap<u64, u64> {
     }
 }
 
+/// Counts the shard's points with the read query `query` (e.g. `consistency=strong`).
+fn count(http: &Http, query: &str) -> (u16, Value) {
+    http.post(&format!("/v1/shards/{NAME}/points/count?{query}"), &json!({})).unwrap()
+}
+
 fn replication(http: &Http) -> Value {
     http.get(&format!("/v1/shards/{NAME}")).unwrap().1["replication"].clone()
 }
@@ -254,6 +259,16 @@ fn leases_and_epochs_fence_a_deposed_primary() {
     let r = upsert(&ph, 10..20, 2, "");
     assert_eq!(r.0, 503, "a lapsed lease takes no writes: {r:?}");
     assert_eq!(replication(&ph)["lease_remaining_ms"], 0);
+    // Strong reads need the lease too; eventual reads do not, on any copy.
+    let r = count(&ph, "consistency=strong");
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (503, Some("unavailable")), "{r:?}");
+    assert_eq!(count(&ph, "consistency=eventual"), (200, json!({"count": 10})));
+    converged(&ph, &h1, "before strong reads");
+    let r = count(&h1, "consistency=strong");
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (409, Some("not_primary")), "{r:?}");
+    assert_eq!(count(&h1, ""), (200, json!({"count": 10})));
+    let r = count(&h1, "consistency=linearizable");
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (400, Some("invalid_argument")), "{r:?}");
     let r = assign(&p, 0, "primary", 60_000, &[], &[], 0);
     assert_eq!((r.0, r.1["error"]["code"].as_str()), (409, Some("stale_epoch")), "{r:?}");
 
@@ -277,6 +292,9 @@ fn leases_and_epochs_fence_a_deposed_primary() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!content(&h2).contains_key(&100), "n2 took a write of the deposed epoch");
+    let r = count(&ph, "consistency=strong");
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (409, Some("not_primary")), "{r:?}");
+    assert_eq!(count(&h1, "consistency=strong").0, 200, "the new primary serves strong reads");
 
     // The new primary's writes reach n2; n0 rejoins as a replica of epoch 2: its tail of
     // epoch 1 that n1 never had (ids 100.., 200) is discarded and it converges to n1.

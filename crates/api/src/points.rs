@@ -69,6 +69,11 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Records {
     pub points: Vec<Record>,
+    /// Present and true when a replica answered for some shard (reads with `consistency`
+    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
+    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// Which points a write applies to: `ids` or `filter`, exactly one.
@@ -123,6 +128,11 @@ pub struct CountPoints {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CountResult {
     pub count: u64,
+    /// Present and true when a replica answered for some shard (reads with `consistency`
+    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
+    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// `POST /v1/shards/{name}/points/scroll`: points in id order, a page at a time.
@@ -170,4 +180,9 @@ pub struct ScrollResult {
     /// The offset of the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<PointId>,
+    /// Present and true when a replica answered for some shard (reads with `consistency`
+    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
+    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }

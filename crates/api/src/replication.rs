@@ -154,6 +154,31 @@ pub struct WriteParams {
     pub timeout_ms: Option<u64>,
 }
 
+/// How fresh a read must be: `?consistency=` on read endpoints (search, get, count, scroll).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadConsistency {
+    /// Any in-sync copy of each shard answers, the router spreading reads over them; the
+    /// answer says `stale: true` when a replica answered.
+    #[default]
+    Eventual,
+    /// The primary answers, and only while it holds its lease: the answer holds every write
+    /// acknowledged before the read began, and no write a later failover rolled back.
+    Strong,
+}
+
+/// Query of the read endpoints.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// `eventual` (default) or `strong`.
+    #[serde(default)]
+    pub consistency: ReadConsistency,
+}
+
 /// Where a copy stands in its replica set: `replication` in `GET /v1/shards/{name}`, and the
 /// answer to `PUT /v1/shards/{name}/role`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]

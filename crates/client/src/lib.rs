@@ -101,6 +101,8 @@ pub struct ShardClient {
     base: Url,
     /// How writes wait for replicas (the query of every request), when set.
     ack: Option<vdb_api::WriteParams>,
+    /// How fresh reads must be (the query of every request), when set.
+    read: Option<vdb_api::ReadParams>,
 }
 
 /// For endpoints without a request body.
@@ -124,12 +126,17 @@ impl ShardClient {
             .timeout(timeout)
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(ShardClient { http, base, ack: None })
+        Ok(ShardClient { http, base, ack: None, read: None })
     }
 
     /// The same client, sending `params` with its writes: how long they wait for replicas.
     pub fn with_ack(&self, params: vdb_api::WriteParams) -> ShardClient {
         ShardClient { ack: Some(params), ..self.clone() }
+    }
+
+    /// The same client, sending `params` with its reads: how fresh they must be.
+    pub fn with_read(&self, params: vdb_api::ReadParams) -> ShardClient {
+        ShardClient { read: Some(params), ..self.clone() }
     }
 
     pub fn base_url(&self) -> &Url {
@@ -359,6 +366,9 @@ impl ShardClient {
         let mut request = self.http.request(method, self.url(path)?);
         if let Some(ack) = &self.ack {
             request = request.query(ack);
+        }
+        if let Some(read) = &self.read {
+            request = request.query(read);
         }
         if let Some(body) = body {
             request = request.json(body);

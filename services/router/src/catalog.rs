@@ -6,7 +6,7 @@
 //! becomes `active`. A router that dies in between leaves a `creating` record that the
 //! controller rolls back; deletion is the same in reverse.
 
-use crate::cluster::{collect, Cluster, Routed};
+use crate::cluster::{collect, Cluster, Reads, Routed};
 use crate::error::{Result, RouterError};
 use crate::state::*;
 use futures::future::join_all;
@@ -390,7 +390,10 @@ impl Cluster {
         // copies of moving points on two shards: then only an ownership-aware count is right.
         let answered: u64 = infos.iter().filter_map(|i| i.points).sum();
         let points = match record.resharding {
-            Some(_) => self.count(name, CountPoints::default()).await.map_or(answered, |c| c.count),
+            Some(_) => self
+                .count(name, CountPoints::default(), &Reads::new(ReadConsistency::Eventual))
+                .await
+                .map_or(answered, |c| c.count),
             None => answered,
         };
         Ok(CollectionInfo {

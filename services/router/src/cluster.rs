@@ -10,14 +10,19 @@ use futures::future::join_all;
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use vdb_api::{ErrorCode, PointId};
+use std::time::Duration;
+use vdb_api::{ErrorCode, PointId, ReadConsistency, ReadParams};
 use vdb_client::{ClientError, ShardClient};
 use vdb_meta::Revision;
 use vdb_sharding::{ShardMap, Transition};
 
 /// Rounds of a read that shards keep calling outdated before the error is reported.
 const READ_ATTEMPTS: u32 = 8;
+/// Rounds of a strong read while a shard has no primary that holds its lease (a failover):
+/// 100 ms apart, about as long as a write waits.
+const STRONG_READ_ATTEMPTS: u32 = 30;
 
 /// The router's shared state.
 pub struct Cluster {
@@ -32,6 +37,26 @@ pub struct Cluster {
     routes: RwLock<HashMap<String, Arc<Routed>>>,
     /// The last counters seen per local shard, for rates: (when, searches, writes).
     pub samples: parking_lot::Mutex<HashMap<String, (std::time::Instant, u64, u64)>>,
+    /// Turns of eventual reads over each shard's copies.
+    read_turn: AtomicUsize,
+}
+
+/// One read's freshness: which copy of each shard it may ask, and whether a replica
+/// answered (the answer's `stale`).
+pub struct Reads {
+    pub consistency: ReadConsistency,
+    stale: AtomicBool,
+}
+
+impl Reads {
+    pub fn new(consistency: ReadConsistency) -> Reads {
+        Reads { consistency, stale: AtomicBool::new(false) }
+    }
+
+    /// Whether a replica answered for some shard.
+    pub fn stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
 }
 
 /// Clients of one node: reads and writes have different deadlines.
@@ -123,6 +148,7 @@ impl Cluster {
             clients: RwLock::default(),
             routes: RwLock::default(),
             samples: Default::default(),
+            read_turn: AtomicUsize::new(0),
         }
     }
 
@@ -195,8 +221,9 @@ impl Cluster {
 
     /// Runs a read with the collection's routing. When a shard answers that the routing is
     /// outdated (409 `wrong_shard`: the read raced a cut-over of a resharding or a move), the
-    /// read runs again with the record read straight from the metastore.
-    pub async fn read_routed<T, F, Fut>(&self, name: &str, read: F) -> Result<T>
+    /// read runs again with the record read straight from the metastore; so does a strong read
+    /// that found no primary holding its lease (a failover under way), 100 ms later.
+    pub async fn read_routed<T, F, Fut>(&self, name: &str, reads: &Reads, read: F) -> Result<T>
     where
         F: Fn(Arc<Routed>) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -204,18 +231,111 @@ impl Cluster {
         let mut routed = self.routed(name)?;
         let mut attempt = 0;
         loop {
-            match read(routed).await {
+            reads.stale.store(false, Ordering::Relaxed);
+            let pause = match read(routed).await {
                 Err(RouterError::Shard { code: ErrorCode::WrongShard, .. })
                     if attempt + 1 < READ_ATTEMPTS =>
                 {
-                    attempt += 1;
-                    self.metrics.read_retries.inc();
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
-                    routed = self.routed_fresh(name).await?;
+                    Duration::from_millis(5 * (attempt as u64 + 1))
+                }
+                Err(e)
+                    if reads.consistency == ReadConsistency::Strong
+                        && attempt + 1 < STRONG_READ_ATTEMPTS
+                        && no_primary(&e) =>
+                {
+                    Duration::from_millis(100)
                 }
                 r => return r,
-            }
+            };
+            attempt += 1;
+            self.metrics.read_retries.inc();
+            tokio::time::sleep(pause).await;
+            routed = self.routed_fresh(name).await?;
         }
+    }
+
+    /// Runs `call` against one copy of every shard in `shards` at once, as `reads` allows:
+    /// `strong` asks the primary (which answers only while its lease holds); `eventual` takes
+    /// the healthy in-sync copies in turns, passing to the next copy when one does not answer.
+    pub async fn fan_out_reads<T, F, Fut>(
+        &self,
+        routed: &Routed,
+        shards: &[u32],
+        reads: &Reads,
+        call: F,
+    ) -> Vec<ShardOutcome<T>>
+    where
+        F: Fn(NodeClients, String, u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, ClientError>>,
+    {
+        if reads.consistency == ReadConsistency::Strong {
+            let strong = ReadParams { consistency: ReadConsistency::Strong };
+            return self
+                .fan_out(routed, shards, |c, local, shard| {
+                    let c = NodeClients { read: c.read.with_read(strong), write: c.write };
+                    call(c, local, shard)
+                })
+                .await;
+        }
+        let view = self.state.view();
+        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let calls = shards.iter().map(|&shard| {
+            let record = routed.record.shards.get(&shard);
+            let primary = record.and_then(|s| s.nodes.first());
+            // The primary and the replicas in sync, healthy ones only, from this read's turn.
+            let mut copies: Vec<&String> = record
+                .map(|s| {
+                    s.nodes
+                        .iter()
+                        .filter(|n| Some(*n) == primary || s.in_sync.contains(n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            copies.retain(|n| view.is_healthy(n));
+            if !copies.is_empty() {
+                let at = turn % copies.len();
+                copies.rotate_left(at);
+            }
+            let local = routed.record.local_name(shard);
+            let call = &call;
+            async move {
+                let mut last = RouterError::Unavailable(format!(
+                    "shard {shard} is unavailable (no healthy copy in sync)"
+                ));
+                for node in copies {
+                    let clients = match self.clients(node) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            last = e;
+                            continue;
+                        }
+                    };
+                    let mut outcome = call(clients.clone(), local.clone(), shard).await;
+                    // A pooled connection the node closed fails before the request is read.
+                    if let Err(ClientError::Transport(_)) = outcome {
+                        outcome = call(clients, local.clone(), shard).await;
+                    }
+                    match outcome {
+                        Ok(answer) => {
+                            if Some(node) != primary {
+                                reads.stale.store(true, Ordering::Relaxed);
+                            }
+                            return (shard, Ok(answer));
+                        }
+                        Err(e) => {
+                            self.metrics.shard_errors.with_label_values(&[node]).inc();
+                            last = RouterError::from_shard(shard, node, e);
+                            // A refusal (bad request, stale routing) would be the same anywhere.
+                            if !matches!(last, RouterError::Unavailable(_)) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (shard, Err(last))
+            }
+        });
+        join_all(calls).await
     }
 
     /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node
@@ -262,6 +382,16 @@ impl Cluster {
             }
         });
         join_all(calls).await
+    }
+}
+
+/// Whether an error says a shard has no primary that may serve now: the node is down, the
+/// copy asked is a replica, or the primary's lease lapsed.
+fn no_primary(err: &RouterError) -> bool {
+    match err {
+        RouterError::Unavailable(_) => true,
+        RouterError::Shard { code, .. } => matches!(code, ErrorCode::NotPrimary),
+        _ => false,
     }
 }
 

@@ -34,8 +34,9 @@ pub struct Config {
     #[arg(long, env = "VDB_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
     pub write_timeout_ms: u64,
 
-    /// Interval of the controller's health checks of shard nodes.
-    #[arg(long, env = "VDB_HEALTH_INTERVAL_MS", default_value_t = 500)]
+    /// Interval of the controller's health checks of shard nodes (they renew primaries'
+    /// leases too): with the defaults a failover completes in about 1.2 s.
+    #[arg(long, env = "VDB_HEALTH_INTERVAL_MS", default_value_t = 200)]
     pub health_interval_ms: u64,
 
     /// A node is marked down after this many failed health checks in a row.

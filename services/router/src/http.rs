@@ -1,8 +1,10 @@
 //! The router's public HTTP API: thin handlers that extract, call one [`Cluster`] function
 //! and map the result. `openapi/router.json` is generated from the annotations here.
 
-use crate::cluster::Cluster;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use crate::cluster::{Cluster, Reads};
+use crate::error::RouterError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -232,16 +234,23 @@ async fn upsert(
     Ok(Json(c.upsert(&name, req).await?))
 }
 
+/// The freshness a read's query asks for (`?consistency=eventual|strong`).
+fn reads(params: Result<Query<ReadParams>, QueryRejection>) -> Result<Reads, RouterError> {
+    let Query(params) = params.map_err(|e| RouterError::Invalid(e.body_text()))?;
+    Ok(Reads::new(params.consistency))
+}
+
 #[utoipa::path(post, path = "/v1/collections/{name}/points/get", tag = "points", request_body = GetPoints,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), ReadParams),
     responses((status = 200, body = Records), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_points(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<GetPoints>,
 ) -> ApiResult<Records> {
     no_ownership(&req.ownership)?;
-    Ok(Json(c.get(&name, req).await?))
+    Ok(Json(c.get(&name, req, &reads(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", request_body = PointSelector,
@@ -289,31 +298,33 @@ async fn delete_payload(
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/count", tag = "points", request_body = CountPoints,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), ReadParams),
     responses((status = 200, body = CountResult), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn count(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<CountPoints>,
 ) -> ApiResult<CountResult> {
     no_ownership(&req.ownership)?;
-    Ok(Json(c.count(&name, req).await?))
+    Ok(Json(c.count(&name, req, &reads(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/scroll", tag = "points", request_body = ScrollPoints,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), ReadParams),
     responses((status = 200, body = ScrollResult), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn scroll(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<ScrollPoints>,
 ) -> ApiResult<ScrollResult> {
     no_ownership(&req.ownership)?;
-    Ok(Json(c.scroll(&name, req).await?))
+    Ok(Json(c.scroll(&name, req, &reads(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "search", request_body = CollectionSearch,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), ReadParams),
     responses((status = 200, body = CollectionSearchResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, description = "the embedder refuses the query text", body = ErrorBody),
         (status = 429, description = "the embedder is overloaded; retry after `Retry-After` seconds", body = ErrorBody),
@@ -321,13 +332,14 @@ async fn scroll(
 async fn search(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<CollectionSearch>,
 ) -> ApiResult<CollectionSearchResult> {
-    Ok(Json(c.search(&name, req).await?))
+    Ok(Json(c.search(&name, req, &reads(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/search/batch", tag = "search", request_body = CollectionBatchSearch,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), ReadParams),
     responses((status = 200, body = CollectionBatchSearchResult), (status = 400, body = ErrorBody),
         (status = 422, description = "the embedder refuses a query text; the message names `searches[i]`", body = ErrorBody),
         (status = 429, description = "the embedder is overloaded; retry after `Retry-After` seconds", body = ErrorBody),
@@ -335,9 +347,10 @@ async fn search(
 async fn search_batch(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<CollectionBatchSearch>,
 ) -> ApiResult<CollectionBatchSearchResult> {
-    Ok(Json(c.search_batch(&name, req).await?))
+    Ok(Json(c.search_batch(&name, req, &reads(params)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/collections/{name}/index", tag = "collections", request_body = CreatePayloadIndex,
@@ -402,6 +415,7 @@ async fn drop_index(
     ),
     components(schemas(
         ErrorBody,
+        ReadConsistency,
         ErrorDetail,
         ErrorCode,
         PointId,

@@ -6,7 +6,7 @@
 //! A shard that is handing its points off during a resharding, or that says the router's map
 //! is stale, gets the affected part of the write again after a short pause and a fresh map.
 
-use crate::cluster::{all_answered, first_error, retryable, Cluster, Routed};
+use crate::cluster::{all_answered, first_error, retryable, Cluster, Reads, Routed};
 use crate::error::{Result, RouterError};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -324,53 +324,65 @@ impl Cluster {
     }
 
     /// Points by id, in the order asked; only the owning shards are asked.
-    pub async fn get(&self, name: &str, req: GetPoints) -> Result<Records> {
+    pub async fn get(&self, name: &str, req: GetPoints, reads: &Reads) -> Result<Records> {
         let req = &req;
-        self.read_routed(name, |routed| async move {
-            let groups = routed.group(req.ids.clone(), |id| *id)?;
-            let shards: Vec<u32> = groups.keys().copied().collect();
-            let (groups, routed_ref) = (&groups, &routed);
-            let outcomes = self
-                .fan_out(&routed, &shards, |c, local, shard| async move {
-                    let ask = GetPoints {
-                        ids: groups[&shard].clone(),
-                        ownership: routed_ref.record.ownership(shard),
-                        ..req.clone()
-                    };
-                    c.read.get_points(&local, &ask).await
-                })
-                .await;
-            let ok = all_answered(outcomes)?;
-            let mut found: HashMap<PointId, Record> =
-                ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
-            Ok(Records { points: req.ids.iter().filter_map(|id| found.remove(id)).collect() })
-        })
-        .await
+        let mut records = self
+            .read_routed(name, reads, |routed| async move {
+                let groups = routed.group(req.ids.clone(), |id| *id)?;
+                let shards: Vec<u32> = groups.keys().copied().collect();
+                let (groups, routed_ref) = (&groups, &routed);
+                let outcomes = self
+                    .fan_out_reads(&routed, &shards, reads, |c, local, shard| async move {
+                        let ask = GetPoints {
+                            ids: groups[&shard].clone(),
+                            ownership: routed_ref.record.ownership(shard),
+                            ..req.clone()
+                        };
+                        c.read.get_points(&local, &ask).await
+                    })
+                    .await;
+                let ok = all_answered(outcomes)?;
+                let mut found: HashMap<PointId, Record> =
+                    ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
+                let points = req.ids.iter().filter_map(|id| found.remove(id)).collect();
+                Ok(Records { points, stale: false })
+            })
+            .await?;
+        records.stale = reads.stale();
+        Ok(records)
     }
 
-    pub async fn count(&self, name: &str, req: CountPoints) -> Result<CountResult> {
+    pub async fn count(&self, name: &str, req: CountPoints, reads: &Reads) -> Result<CountResult> {
         check_filter(req.filter.as_ref())?;
         let req = &req;
-        self.read_routed(name, |routed| async move {
-            let routed_ref = &routed;
-            let outcomes = self
-                .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
-                    let ask = CountPoints {
-                        ownership: routed_ref.record.ownership(shard),
-                        ..req.clone()
-                    };
-                    c.read.count(&local, &ask).await
-                })
-                .await;
-            let ok = all_answered(outcomes)?;
-            Ok(CountResult { count: ok.iter().map(|(_, c)| c.count).sum() })
-        })
-        .await
+        let count = self
+            .read_routed(name, reads, |routed| async move {
+                let routed_ref = &routed;
+                let shards = routed.record.all_shards();
+                let outcomes = self
+                    .fan_out_reads(&routed, &shards, reads, |c, local, shard| async move {
+                        let ask = CountPoints {
+                            ownership: routed_ref.record.ownership(shard),
+                            ..req.clone()
+                        };
+                        c.read.count(&local, &ask).await
+                    })
+                    .await;
+                let ok = all_answered(outcomes)?;
+                Ok(ok.iter().map(|(_, c)| c.count).sum())
+            })
+            .await?;
+        Ok(CountResult { count, stale: reads.stale() })
     }
 
     /// One page in id order across all shards: every shard returns its first `limit` points
     /// from `offset`; the merged page stops before the smallest id some shard did not send.
-    pub async fn scroll(&self, name: &str, req: ScrollPoints) -> Result<ScrollResult> {
+    pub async fn scroll(
+        &self,
+        name: &str,
+        req: ScrollPoints,
+        reads: &Reads,
+    ) -> Result<ScrollResult> {
         check_filter(req.filter.as_ref())?;
         if !(1..=10_000).contains(&req.limit) {
             return Err(RouterError::Invalid(format!(
@@ -379,21 +391,25 @@ impl Cluster {
             )));
         }
         let req = &req;
-        self.read_routed(name, |routed| async move {
-            let routed_ref = &routed;
-            let outcomes = self
-                .fan_out(&routed, &routed.record.all_shards(), |c, local, shard| async move {
-                    let ask = ScrollPoints {
-                        ownership: routed_ref.record.ownership(shard),
-                        ..req.clone()
-                    };
-                    c.read.scroll(&local, &ask).await
-                })
-                .await;
-            let ok = all_answered(outcomes)?;
-            Ok(merge_scroll(ok.into_iter().map(|(_, page)| page).collect(), req.limit))
-        })
-        .await
+        let mut page = self
+            .read_routed(name, reads, |routed| async move {
+                let routed_ref = &routed;
+                let shards = routed.record.all_shards();
+                let outcomes = self
+                    .fan_out_reads(&routed, &shards, reads, |c, local, shard| async move {
+                        let ask = ScrollPoints {
+                            ownership: routed_ref.record.ownership(shard),
+                            ..req.clone()
+                        };
+                        c.read.scroll(&local, &ask).await
+                    })
+                    .await;
+                let ok = all_answered(outcomes)?;
+                Ok(merge_scroll(ok.into_iter().map(|(_, page)| page).collect(), req.limit))
+            })
+            .await?;
+        page.stale = reads.stale();
+        Ok(page)
     }
 
     /// Creates a payload index on every shard.
@@ -449,7 +465,7 @@ pub fn merge_scroll(pages: Vec<ScrollResult>, limit: usize) -> ScrollResult {
     }
     let next_offset = if points.len() > limit { Some(points[limit].id) } else { horizon };
     points.truncate(limit);
-    ScrollResult { points, next_offset }
+    ScrollResult { points, next_offset, stale: false }
 }
 
 #[cfg(test)]
@@ -463,6 +479,7 @@ mod tests {
                 .map(|&i| Record { id: i.into(), payload: None, vector: None })
                 .collect(),
             next_offset: next.map(Into::into),
+            stale: false,
         }
     }
 

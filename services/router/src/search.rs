@@ -3,7 +3,7 @@
 //! twice). When many shards answer, payloads and vectors are fetched in a second round for
 //! the final top-k only, instead of shipping `shards × (k + offset)` of them.
 
-use crate::cluster::{collect, first_error, Cluster, Routed};
+use crate::cluster::{collect, first_error, Cluster, Reads, Routed};
 use crate::error::{Result, RouterError};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -17,9 +17,10 @@ impl Cluster {
         &self,
         name: &str,
         req: CollectionSearch,
+        reads: &Reads,
     ) -> Result<CollectionSearchResult> {
-        let mut results =
-            self.search_batch(name, CollectionBatchSearch { searches: vec![req] }).await?;
+        let batch = CollectionBatchSearch { searches: vec![req] };
+        let mut results = self.search_batch(name, batch, reads).await?;
         Ok(results.results.pop().expect("one result per search"))
     }
 
@@ -28,6 +29,7 @@ impl Cluster {
         &self,
         name: &str,
         req: CollectionBatchSearch,
+        reads: &Reads,
     ) -> Result<CollectionBatchSearchResult> {
         let routed = self.routed(name)?;
         if req.searches.is_empty() {
@@ -50,16 +52,23 @@ impl Cluster {
         let two_phase = shards.len() > self.config.two_phase_fanout;
         let (searches, vectors) = (&req.searches, &vectors);
         let mut results = self
-            .read_routed(name, |routed| async move {
-                self.gather(&routed, searches, vectors, two_phase).await
+            .read_routed(name, reads, |routed| async move {
+                self.gather(&routed, searches, vectors, two_phase, reads).await
             })
             .await?;
+        let mut stale = reads.stale();
         if two_phase {
             for (result, search) in results.iter_mut().zip(&req.searches) {
                 if search.with_payload || search.with_vector {
-                    self.attach(name, result, search).await?;
+                    // The second round reads as freshly as the first.
+                    let second = Reads::new(reads.consistency);
+                    self.attach(name, result, search, &second).await?;
+                    stale |= second.stale();
                 }
             }
+        }
+        for result in &mut results {
+            result.stale = stale;
         }
         self.metrics.searches.inc_by(req.searches.len() as u64);
         Ok(CollectionBatchSearchResult { results })
@@ -72,10 +81,11 @@ impl Cluster {
         searches: &[CollectionSearch],
         vectors: &[Vec<f32>],
         two_phase: bool,
+        reads: &Reads,
     ) -> Result<Vec<CollectionSearchResult>> {
         let shards = routed.record.all_shards();
         let outcomes = self
-            .fan_out(routed, &shards, |c, local, shard| async move {
+            .fan_out_reads(routed, &shards, reads, |c, local, shard| async move {
                 let ask = BatchSearchRequest {
                     searches: searches
                         .iter()
@@ -105,6 +115,7 @@ impl Cluster {
                 points,
                 partial: !missing.is_empty(),
                 missing_shards: missing.clone(),
+                stale: false,
             });
         }
         Ok(results)
@@ -116,6 +127,7 @@ impl Cluster {
         name: &str,
         result: &mut CollectionSearchResult,
         search: &CollectionSearch,
+        reads: &Reads,
     ) -> Result<()> {
         if result.points.is_empty() {
             return Ok(());
@@ -128,7 +140,7 @@ impl Cluster {
             ownership: None,
         };
         let mut records: HashMap<PointId, Record> =
-            self.get(name, ask).await?.points.into_iter().map(|r| (r.id, r)).collect();
+            self.get(name, ask, reads).await?.points.into_iter().map(|r| (r.id, r)).collect();
         // A point deleted between the rounds is dropped rather than shown without its data.
         result.points.retain_mut(|p| match records.remove(&p.id) {
             Some(r) => {

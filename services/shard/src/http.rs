@@ -181,13 +181,47 @@ async fn write(
     Ok(Json(out))
 }
 
+/// How long a strong read waits for in-sync replicas to confirm what it read.
+const STRONG_READ_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs a read on the named shard, on the node's read threads.
+///
+/// A `strong` read is served only by a primary that may acknowledge writes now (its lease
+/// holds): a copy that lost its lease, or was deposed without knowing it yet, could miss
+/// writes a newer primary took. And it answers only once every in-sync replica confirmed the
+/// log up to where the read stood, as a `sync` write would: a write the read saw that no
+/// replica had yet could be lost by a failover, and a strong read must never show a value
+/// that is rolled back afterwards.
 async fn read<T: Send + 'static>(
     node: Arc<Node>,
     name: String,
+    params: Result<Query<ReadParams>, QueryRejection>,
     op: impl FnOnce(&Node, &crate::shard::LocalShard) -> crate::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    node.read(move |n| op(n, &*n.shard(&name)?)).await.map(Json)
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let strong = params.consistency == ReadConsistency::Strong;
+    let (shard, out) = node
+        .read(move |n| {
+            let shard = n.shard(&name)?;
+            if strong {
+                shard.repl.check_writable()?;
+            }
+            let out = op(n, &shard)?;
+            Ok((shard, out))
+        })
+        .await?;
+    if strong {
+        let lsn = shard.last_lsn();
+        shard.await_acks(lsn, AckMode::Sync, 0, STRONG_READ_WAIT).await.map_err(|e| match e {
+            ShardError::ReplicationTimeout(_) => ApiError::from(ShardError::Unavailable(format!(
+                "in-sync replicas did not confirm the log up to lsn {lsn} within {} ms; \
+                 a strong read answers only then",
+                STRONG_READ_WAIT.as_millis()
+            ))),
+            e => ApiError::from(e),
+        })?;
+    }
+    Ok(Json(out))
 }
 
 /// Inserts or replaces a batch of points, all or nothing.
@@ -210,13 +244,14 @@ async fn upsert(
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/get", tag = "points", request_body = GetPoints,
-    params(("name" = String, Path)), responses((status = 200, body = Records)))]
+    params(("name" = String, Path), ReadParams), responses((status = 200, body = Records)))]
 async fn get_points(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<GetPoints>,
 ) -> ApiResult<Records> {
-    read(node, name, move |_, s| s.get(&req)).await
+    read(node, name, params, move |_, s| s.get(&req)).await
 }
 
 /// Deletes points by ids or by filter.
@@ -298,50 +333,55 @@ async fn delete_payload(
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/count", tag = "points", request_body = CountPoints,
-    params(("name" = String, Path)), responses((status = 200, body = CountResult)))]
+    params(("name" = String, Path), ReadParams), responses((status = 200, body = CountResult)))]
 async fn count(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<CountPoints>,
 ) -> ApiResult<CountResult> {
-    read(node, name, move |_, s| Ok(CountResult { count: s.count(&req)? })).await
+    read(node, name, params, move |_, s| Ok(CountResult { count: s.count(&req)?, stale: false }))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/scroll", tag = "points", request_body = ScrollPoints,
-    params(("name" = String, Path)), responses((status = 200, body = ScrollResult)))]
+    params(("name" = String, Path), ReadParams), responses((status = 200, body = ScrollResult)))]
 async fn scroll(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<ScrollPoints>,
 ) -> ApiResult<ScrollResult> {
-    read(node, name, move |_, s| s.scroll(&req)).await
+    read(node, name, params, move |_, s| s.scroll(&req)).await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/search", tag = "search", request_body = SearchRequest,
-    params(("name" = String, Path)),
+    params(("name" = String, Path), ReadParams),
     responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn search(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<SearchRequest>,
 ) -> ApiResult<SearchResult> {
-    read(node, name, move |n, s| s.search(&req, n.planner)).await
+    read(node, name, params, move |n, s| s.search(&req, n.planner)).await
 }
 
 /// Most searches one batch may carry.
 const MAX_BATCH: usize = 1_000;
 
 #[utoipa::path(post, path = "/v1/shards/{name}/search/batch", tag = "search", request_body = BatchSearchRequest,
-    params(("name" = String, Path)), responses((status = 200, body = BatchSearchResult)))]
+    params(("name" = String, Path), ReadParams), responses((status = 200, body = BatchSearchResult)))]
 async fn search_batch(
     State(node): Node_,
     Path(name): Path<String>,
+    params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<BatchSearchRequest>,
 ) -> ApiResult<BatchSearchResult> {
     if req.searches.is_empty() || req.searches.len() > MAX_BATCH {
         return Err(ApiError::invalid(format!("searches must hold 1..={MAX_BATCH} requests")));
     }
-    read(node, name, move |n, s| {
+    read(node, name, params, move |n, s| {
         let results = req
             .searches
             .iter()
@@ -638,6 +678,8 @@ async fn install_replica_snapshot(
     ),
     components(schemas(
         ErrorBody,
+        AckMode,
+        ReadConsistency,
         ErrorDetail,
         ErrorCode,
         PointId,

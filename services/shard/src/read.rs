@@ -87,7 +87,7 @@ impl LocalShard {
             .filter_map(|id| data.store.key_of(id))
             .map(|key| self.record(&data, key, req.with_payload, req.with_vector))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Records { points })
+        Ok(Records { points, stale: false })
     }
 
     pub fn count(&self, req: &CountPoints) -> Result<u64> {
@@ -132,7 +132,7 @@ impl LocalShard {
             .into_iter()
             .map(|k| self.record(&data, k, req.with_payload, req.with_vector))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ScrollResult { points, next_offset })
+        Ok(ScrollResult { points, next_offset, stale: false })
     }
 
     fn record(&self, data: &ShardData, key: u64, payload: bool, vector: bool) -> Result<Record> {
