@@ -6,7 +6,8 @@
 //! - [`Http`]: raw JSON requests, for tests that must send what a typed client cannot
 //!   (malformed bodies, wrong types).
 //! - [`fleet`]: routers and whole fleets; [`embedder::EmbedderProcess`]: the feature-built
-//!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset.
+//!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset; [`proxy`]: a TCP
+//!   proxy that partitions a process from its callers.
 //!
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
@@ -14,6 +15,7 @@
 pub mod data;
 pub mod embedder;
 pub mod fleet;
+pub mod proxy;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -201,11 +203,18 @@ pub type Reply = (u16, serde_json::Value);
 
 impl Http {
     pub fn new(base: &str) -> Self {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
+        Self::with_timeout(base, Duration::from_secs(120))
+    }
+
+    /// A client whose requests give up after `timeout` (for polling while a node hangs).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
+        let client =
+            reqwest::blocking::Client::builder().timeout(timeout).build().expect("http client");
         Http { base: base.to_string(), client }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn get(&self, path: &str) -> Result<Reply> {

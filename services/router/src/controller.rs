@@ -61,6 +61,10 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// The shortest a health check may take before it counts as missed (for short intervals on
+/// busy machines).
+const MIN_CHECK_DEADLINE: Duration = Duration::from_millis(250);
+
 /// The election's name in the metastore.
 pub const CONTROLLER_ELECTION: &str = "controller";
 
@@ -97,8 +101,11 @@ impl Controller {
     /// Asks every node for its status; records verdicts that changed.
     async fn check_health(&mut self) -> BTreeMap<String, NodeStatus> {
         let view = self.cluster.state.view();
-        // Generous: a busy node that answers late is slow, not dead.
-        let deadline = (2 * self.cluster.config.health_interval()).max(Duration::from_secs(1));
+        // A check answers within one interval (at least MIN_CHECK_DEADLINE) or counts as
+        // missed: a node silent for `--health-failures` intervals in a row is down. A longer
+        // deadline would make a hung node (paused, partitioned: no refusal, just silence) take
+        // seconds to detect, and hold up this tick's lease renewals of every other primary.
+        let deadline = self.cluster.config.health_interval().max(MIN_CHECK_DEADLINE);
         let checks = view.nodes.keys().map(|id| {
             let cluster = &self.cluster;
             async move {
