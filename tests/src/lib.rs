@@ -229,6 +229,10 @@ impl Http {
         reply(self.client.post(format!("{}{path}", self.base)).json(body).send()?)
     }
 
+    pub fn patch(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
+        reply(self.client.patch(format!("{}{path}", self.base)).json(body).send()?)
+    }
+
     pub fn put(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
         reply(self.client.put(format!("{}{path}", self.base)).json(body).send()?)
     }

@@ -21,6 +21,9 @@
 //! - `a_paused_primary_never_acknowledges_in_its_old_epoch`: SIGSTOP the primary's node past
 //!   failover, then SIGCONT it: it refuses writes sent straight to it, nothing acknowledged is
 //!   lost, strong reads never go back, and it rejoins as an in-sync replica.
+//! - `replicas_are_added_and_removed_online`: the replication factor goes 2 → 3 → 4 → 2 under
+//!   sync writes: new replicas catch up and join the in-sync set, removed copies are dropped,
+//!   no write fails, and the remaining copies hold the same content.
 //! - `a_partitioned_primary_stops_acknowledging_within_its_lease`: `semi_sync` with one ack,
 //!   RF=3. A TCP proxy cuts the primary off from the router (controller and clients through
 //!   it) while a client keeps writing straight to it and it still reaches its replicas: it
@@ -533,4 +536,111 @@ fn a_partitioned_primary_stops_acknowledging_within_its_lease() {
     );
     assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
     assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+}
+
+/// id → payload value of one node's copy, read straight from the shard node.
+fn copy_content(node: &Http, local: &str) -> BTreeMap<u64, u64> {
+    let r = node
+        .post(
+            &format!("/v1/shards/{local}/points/scroll"),
+            &json!({"limit": 10_000, "with_payload": true}),
+        )
+        .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    r.1["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["v"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Waits until the shard has `copies` nodes, all but the primary in sync; how long it took.
+fn await_copies(http: &Http, copies: usize) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        let s = shard0(http);
+        let nodes = s["nodes"].as_array().map_or(0, Vec::len);
+        let in_sync = s["in_sync"].as_array().map_or(0, Vec::len);
+        if nodes == copies && in_sync == copies - 1 {
+            return started.elapsed();
+        }
+        assert!(Instant::now() < deadline, "never reached {copies} copies in sync: {s}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn replicas_are_added_and_removed_online() {
+    // Nemesis: the replication factor changes under sync writes and reads: 2 → 3 → 4 → 2.
+    // Asserts: each new replica catches up and joins the in-sync set; removed replicas' copies
+    // are dropped; no write fails meanwhile and nothing acknowledged is lost; every remaining
+    // copy holds the same content.
+    let fleet = Fleet::start(4, &[], ROUTER_ARGS).unwrap();
+    let http = fleet.http();
+    let r = http
+        .put(
+            "/v1/collections/c",
+            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2,
+                    "write_consistency": {"mode": "sync"}}),
+        )
+        .unwrap();
+    assert_eq!(r.0, 201, "{r:?}");
+    let load = Load::start(&http);
+    thread::sleep(Duration::from_millis(300));
+    let mut took = Vec::new();
+    for rf in [3usize, 4, 2] {
+        let r = http.patch("/v1/collections/c", &json!({ "replication_factor": rf })).unwrap();
+        assert_eq!(r.0, 200, "{r:?}");
+        took.push((rf, await_copies(&http, rf)));
+        thread::sleep(Duration::from_millis(300));
+    }
+    let r = http.patch("/v1/collections/c", &json!({"replication_factor": 1})).unwrap();
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (400, Some("invalid_argument")), "{r:?}");
+    let r = http.patch("/v1/collections/c", &json!({"replication_factor": 5})).unwrap();
+    assert_eq!(r.0, 400, "more copies than nodes: {r:?}");
+    let seen = load.stop();
+    let content = content(&http);
+    let v = check(&seen.history, &content, &seen.strong);
+
+    // The two copies left hold the same points as the router answers; the others none.
+    let s = shard0(&http);
+    let holders: Vec<usize> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().trim_start_matches('n').parse().unwrap())
+        .collect();
+    let local = local_name(&fleet.shards[holders[0]].http());
+    for (i, node) in fleet.shards.iter().enumerate() {
+        let h = node.http();
+        if holders.contains(&i) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while copy_content(&h, &local) != content {
+                assert!(Instant::now() < deadline, "n{i}'s copy differs from the collection");
+                thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            let shards = h.get("/v1/shards").unwrap().1["shards"].clone();
+            assert_eq!(shards, json!([]), "n{i} still holds a removed copy");
+        }
+    }
+    println!(
+        "replication factor 2 → 3 → 4 → 2 under load, copies in sync after {took:?}; {} point writes \
+         checked ({} ok, {} failed, {} unknown), {} strong point reads; acknowledged writes lost: {}; \
+         anomalies: {}; {} copies compared point by point",
+        v.checked,
+        v.ok,
+        v.failed,
+        v.unknown,
+        seen.strong.len(),
+        v.lost.len(),
+        v.anomalies.len(),
+        holders.len()
+    );
+    assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
+    assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+    // Online: replicas that stay keep streaming and in sync, so no write fails meanwhile.
+    assert_eq!((v.failed, v.unknown), (0, 0), "writes failed while replicas changed");
 }

@@ -140,6 +140,13 @@ fn one() -> u32 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCollection {
+    /// Copies of every shard (2..=16, at most the registered nodes; a collection created with
+    /// one copy may grow, a replicated one keeps at least 2). The controller adds replicas
+    /// (each catches up from its primary's log or a snapshot, then joins the in-sync set) or
+    /// removes them (unhealthy, then out-of-sync ones first) online, one per shard per health
+    /// interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
     /// Default candidate list size of searches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef_search: Option<usize>,

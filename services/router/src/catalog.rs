@@ -301,25 +301,68 @@ impl Cluster {
             }
         }
         let routed = self.routed(name)?;
-        let replicas = routed.record.config.replication_factor - 1;
-        if let Some(w) = req.write_consistency {
-            check_consistency(w, replicas)?;
+        let config = &routed.record.config;
+        let rf = req.replication_factor.unwrap_or(config.replication_factor);
+        if req.replication_factor.is_some() {
+            let nodes = self.state.view().nodes.len() as u32;
+            if !(1..=16.min(nodes)).contains(&rf) {
+                return Err(RouterError::Invalid(format!(
+                    "replication_factor must be 1..={} (at most one copy per registered node), \
+                     got {rf}",
+                    16.min(nodes)
+                )));
+            }
+            // A replicated shard's primary holds a lease the controller renews; going back to
+            // one copy would need it released everywhere first.
+            if rf == 1 && config.replication_factor > 1 {
+                return Err(RouterError::Invalid(
+                    "a replicated collection keeps at least 2 copies (replication_factor 1 is \
+                     only for collections created so)"
+                        .into(),
+                ));
+            }
+            if rf != config.replication_factor
+                && (routed.record.resharding.is_some() || routed.record.moving.is_some())
+            {
+                return Err(RouterError::Invalid(
+                    "replication_factor cannot change while shards are resharded or moved".into(),
+                ));
+            }
         }
-        if let Some(m) = req.min_in_sync.filter(|&m| m > replicas) {
+        // The new settings must fit the new number of replicas together.
+        let replicas = rf - 1;
+        check_consistency(req.write_consistency.unwrap_or(config.write_consistency), replicas)
+            .map_err(|e| match e {
+                RouterError::Invalid(m) if req.write_consistency.is_none() => RouterError::Invalid(
+                    format!("{m}: lower write_consistency in the same request"),
+                ),
+                e => e,
+            })?;
+        // Unless given: a collection on the default keeps the default (1 with replicas, as at
+        // creation), another keeps its choice where it still fits.
+        let default_for = |replicas: u32| replicas.min(1);
+        let min_in_sync = req.min_in_sync.unwrap_or(
+            if config.min_in_sync == default_for(config.replication_factor - 1) {
+                default_for(replicas)
+            } else {
+                config.min_in_sync.min(replicas)
+            },
+        );
+        if min_in_sync > replicas {
             return Err(RouterError::Invalid(format!(
-                "min_in_sync must be 0..={replicas} (replicas besides the primary), got {m}"
+                "min_in_sync must be 0..={replicas} (replicas besides the primary), got \
+                 {min_in_sync}"
             )));
         }
         self.state
             .update_collection(name, |r| {
+                r.config.replication_factor = rf;
+                r.config.min_in_sync = min_in_sync;
                 if let Some(ef) = req.ef_search {
                     r.config.hnsw.ef_search = ef;
                 }
                 if let Some(w) = req.write_consistency {
                     r.config.write_consistency = w;
-                }
-                if let Some(m) = req.min_in_sync {
-                    r.config.min_in_sync = m;
                 }
                 if let Some(a) = req.auto_reshard {
                     r.config.auto_reshard = a;

@@ -14,6 +14,11 @@
 //!   primary stops waiting for is never promoted;
 //! - replicas get their assignment (role and epoch), which also turns a former primary that
 //!   came back into a replica;
+//! - a shard with fewer copies than the collection's `replication_factor` gets a replica on the
+//!   least-loaded healthy node without one (created empty; its primary streams it its log, or
+//!   a snapshot, and it joins the in-sync set once caught up); one with more loses a replica
+//!   (unhealthy, then out of sync, then the last): removed from the record first, then from
+//!   the primary's assignment, then dropped on its node. One change per shard per tick;
 //! - a primary whose node is down is replaced once its lease has surely ended (the latest
 //!   grant plus `clock_skew_ms`; a controller that just took over assumes a grant at its start):
 //!   the healthy in-sync replica with the highest LSN is promoted with a compare-and-swap that
@@ -132,6 +137,9 @@ impl Replicas {
     }
 
     async fn shard(&mut self, record: &CollectionRecord, shard: u32) -> Result<()> {
+        if self.view_healthy_primary(record, shard) && self.resize(record, shard).await? {
+            return Ok(()); // the next tick works from the changed record
+        }
         let view = self.cluster.state.view();
         let s = &record.shards[&shard];
         let local = record.local_name(shard);
@@ -187,6 +195,106 @@ impl Replicas {
             }
         }
         Ok(())
+    }
+
+    fn view_healthy_primary(&self, record: &CollectionRecord, shard: u32) -> bool {
+        record.shards[&shard].nodes.first().is_some_and(|p| self.cluster.state.view().is_healthy(p))
+    }
+
+    /// Adds or removes one replica of `shard` when its copies differ from the collection's
+    /// replication factor (see the module docs); whether the record changed.
+    async fn resize(&self, record: &CollectionRecord, shard: u32) -> Result<bool> {
+        let s = &record.shards[&shard];
+        let want = record.config.replication_factor as usize;
+        let (epoch, local) = (s.epoch, record.local_name(shard));
+        if s.nodes.len() < want {
+            let view = self.cluster.state.view();
+            let Some(node) = crate::catalog::node_loads(&view)
+                .into_iter()
+                .filter(|l| !s.nodes.contains(&l.node))
+                .min_by(|a, b| (a.shards, &a.node).cmp(&(b.shards, &b.node)))
+                .map(|l| l.node)
+            else {
+                return Ok(false); // too few healthy nodes: wait for one
+            };
+            let config = crate::catalog::shard_config(record, shard, s.nodes.len());
+            match self.cluster.clients(&node)?.write.create_shard(&local, &config).await {
+                Ok(_) => {}
+                // A copy left from an earlier membership: its primary resyncs it.
+                Err(e) if e.code() == Some(vdb_api::ErrorCode::AlreadyExists) => {}
+                Err(e) => return Err(RouterError::from_shard(shard, &node, e)),
+            }
+            let added = self
+                .cluster
+                .state
+                .update_collection(&record.name, |r| {
+                    let Some(s) = r.shards.get_mut(&shard) else {
+                        return Ok::<_, RouterError>(false);
+                    };
+                    if s.epoch != epoch || s.nodes.len() >= want || s.nodes.contains(&node) {
+                        return Ok(false);
+                    }
+                    s.nodes.push(node.clone());
+                    Ok(true)
+                })
+                .await?;
+            let added = added.is_some_and(|r| r.shards[&shard].nodes.contains(&node));
+            if added {
+                tracing::info!(collection = record.name, shard, node, "replica added");
+            }
+            return Ok(added);
+        }
+        if s.nodes.len() > want.max(2) {
+            let view = self.cluster.state.view();
+            let replicas = &s.nodes[1..];
+            let victim = replicas
+                .iter()
+                .rev()
+                .find(|n| !view.is_healthy(n))
+                .or_else(|| replicas.iter().rev().find(|n| !s.in_sync.contains(n)))
+                .or(replicas.last())
+                .cloned()
+                .expect("a shard with more copies than wanted has replicas");
+            let updated = self
+                .cluster
+                .state
+                .update_collection(&record.name, |r| {
+                    let Some(s) = r.shards.get_mut(&shard) else {
+                        return Ok::<_, RouterError>(false);
+                    };
+                    if s.epoch != epoch || s.nodes.len() <= want || !s.nodes[1..].contains(&victim)
+                    {
+                        return Ok(false);
+                    }
+                    s.nodes.retain(|n| *n != victim);
+                    s.in_sync.retain(|n| *n != victim);
+                    Ok(true)
+                })
+                .await?;
+            let Some(updated) = updated.filter(|r| !r.shards[&shard].nodes.contains(&victim))
+            else {
+                return Ok(false);
+            };
+            // The primary stops shipping to it and waiting for it before its copy goes.
+            let primary = &updated.shards[&shard].nodes[0];
+            let a = self.cluster.assignment(&updated, shard, primary, 0)?;
+            if let Ok(c) = self.cluster.clients(primary) {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), c.write.assign_role(&local, &a))
+                        .await;
+            }
+            let dropped = match self.cluster.clients(&victim) {
+                Ok(c) => c.write.drop_shard(&local).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = dropped {
+                tracing::warn!(collection = record.name, shard, node = victim, error = %e,
+                    "removed replica's copy not dropped");
+            }
+            tracing::info!(collection = record.name, shard, node = victim, "replica removed");
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Recomputes the in-sync set from the primary's report; records a change.

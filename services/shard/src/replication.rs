@@ -59,20 +59,31 @@ pub struct Replication {
     recent: Mutex<Recent>,
 }
 
+impl State {
+    /// Whether `node`'s entry still belongs to the shipper started with `generation`.
+    fn current(&self, node: &str, generation: u64) -> bool {
+        self.replicas.get(node).is_some_and(|r| r.generation == generation)
+    }
+}
+
 struct State {
     stored: StoredRole,
     lease_until: Option<Instant>,
     replicas: BTreeMap<String, Replica>,
     in_sync: BTreeSet<String>,
     min_in_sync: u32,
-    /// Changes whenever running shippers must stop (role, epoch or replica set changed, shard
-    /// dropped): each shipper compares the value it was started with.
+    /// Hands out shipper generations: a shipper runs while its replica's entry holds the
+    /// generation it was started with and this copy is a primary. A new role or epoch gives
+    /// every replica a new one; a changed replica set only the replicas that changed, so the
+    /// others keep streaming (and stay in sync) while replicas are added or removed.
     generation: u64,
     /// Set when this object was replaced (a snapshot installed over it): it takes nothing.
     retired: bool,
 }
 
 struct Replica {
+    /// The generation its shipper runs with (see [`State::generation`]).
+    generation: u64,
     url: String,
     acked_lsn: u64,
     state: ReplicaState,
@@ -118,10 +129,10 @@ impl Replication {
         self.state.lock().stored.epoch
     }
 
-    /// Whether shippers started with `generation` must stop.
-    pub fn is_current(&self, generation: u64) -> bool {
+    /// Whether the shipper to `node` started with `generation` may go on.
+    pub fn is_current(&self, node: &str, generation: u64) -> bool {
         let s = self.state.lock();
-        s.generation == generation && !s.retired && s.stored.role == Role::Primary
+        !s.retired && s.stored.role == Role::Primary && s.current(node, generation)
     }
 
     /// Stops every shipper (the shard is dropped or replaced).
@@ -219,17 +230,21 @@ impl Replication {
                         .iter()
                         .any(|(n, r)| s.replicas.get(*n).is_none_or(|x| x.url != r.url));
                 if changed_set {
+                    s.generation += 1;
+                    let generation = s.generation;
+                    let mut old = std::mem::take(&mut s.replicas);
                     s.replicas = a
                         .replicas
                         .iter()
                         .map(|r| {
-                            let acked = s.replicas.get(&r.node).map_or(0, |x| x.acked_lsn);
-                            let replica = Replica {
+                            let kept = old.remove(&r.node).filter(|x| !restart && x.url == r.url);
+                            let replica = kept.unwrap_or_else(|| Replica {
+                                generation,
                                 url: r.url.clone(),
-                                acked_lsn: if restart { 0 } else { acked },
+                                acked_lsn: 0,
                                 state: ReplicaState::Unreachable,
                                 error: Some("connecting".into()),
-                            };
+                            });
                             (r.node.clone(), replica)
                         })
                         .collect();
@@ -238,11 +253,12 @@ impl Replication {
                     a.in_sync.iter().filter(|n| wanted.contains_key(n.as_str())).cloned().collect();
                 s.min_in_sync = a.min_in_sync;
                 if changed_set {
-                    s.generation += 1;
+                    // Shippers for the replicas that got a new generation only.
                     starts = s
                         .replicas
                         .iter()
-                        .map(|(n, r)| (n.clone(), r.url.clone(), s.generation))
+                        .filter(|(_, r)| r.generation == s.generation)
+                        .map(|(n, r)| (n.clone(), r.url.clone(), r.generation))
                         .collect();
                 }
             }
@@ -295,9 +311,9 @@ impl Replication {
 
     /// A replica refused our batch as stale: another copy leads a newer epoch. Stop taking
     /// writes until the controller says otherwise.
-    pub fn deposed(&self, generation: u64) {
+    pub fn deposed(&self, node: &str, generation: u64) {
         let mut s = self.state.lock();
-        if s.generation == generation && s.stored.role == Role::Primary {
+        if s.current(node, generation) && s.stored.role == Role::Primary {
             s.stored.role = Role::Replica;
             s.lease_until = None;
             s.generation += 1;
@@ -361,7 +377,7 @@ impl Replication {
     /// A replica confirmed everything up to `lsn`.
     pub fn confirmed(&self, node: &str, generation: u64, lsn: u64) {
         let mut s = self.state.lock();
-        if s.generation != generation {
+        if !s.current(node, generation) {
             return;
         }
         if let Some(r) = s.replicas.get_mut(node) {
@@ -382,7 +398,7 @@ impl Replication {
         error: Option<String>,
     ) {
         let mut s = self.state.lock();
-        if s.generation != generation {
+        if !s.current(node, generation) {
             return;
         }
         if let Some(r) = s.replicas.get_mut(node) {

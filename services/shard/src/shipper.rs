@@ -86,11 +86,11 @@ async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64)
     let mut s = Stream { shard, node, generation, client, bulk, prev: None };
     let mut backoff = Duration::from_millis(20);
     tracing::info!(shard = %s.shard.name, replica = %s.node, "replication stream started");
-    while s.shard.repl.is_current(generation) {
+    while s.shard.repl.is_current(&s.node, generation) {
         match s.step().await {
             Ok(()) => backoff = Duration::from_millis(20),
             Err(Stop::Deposed) => {
-                s.shard.repl.deposed(generation);
+                s.shard.repl.deposed(&s.node, generation);
                 break;
             }
             Err(Stop::Failed(e)) => {
