@@ -42,8 +42,9 @@ run 300 "$VDB_EMBEDDER_BIN" export --backend torch --device cpu --input "$data/d
 run 300 "$VDB_EMBEDDER_PYTHON" scripts/check_export.py --torch "$out/train.pt" \
   --tfrecord "$out/train.tfrecord" --dataset "$data" --label-field section
 
-# The router and shard binaries of the default build (scripts/test.sh has built them already).
-run 1200 cargo build --release -p vdb-shard -p vdb-router --bins
+# The router and shard binaries of the default build: the same command as scripts/test.sh, so
+# it finds everything built (a narrower -p build would resolve other features and rebuild).
+run 1200 cargo build --release --workspace --bins --tests
 run 600 cargo test --release -p vdb-tests --test router_text -- --nocapture
 
 run 600 cargo run --release -q -p vdb-bench -- embed --quick --embedder-bin "$VDB_EMBEDDER_BIN" \
