@@ -210,18 +210,23 @@ fn await_in_sync(http: &Http, node: &str) {
     }
 }
 
+/// id → payload value of the points of a scroll page.
+fn values(page: &Value) -> BTreeMap<u64, u64> {
+    page["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["v"].as_u64().unwrap()))
+        .collect()
+}
+
 /// Every point's payload value, read with `consistency=strong`.
 fn content(http: &Http) -> BTreeMap<u64, u64> {
     let r = http
         .post("/v1/collections/c/points/scroll?consistency=strong", &json!({"limit": 10_000}))
         .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    r.1["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["v"].as_u64().unwrap()))
-        .collect()
+    values(&r.1)
 }
 
 /// What the checker found.
@@ -547,12 +552,7 @@ fn copy_content(node: &Http, local: &str) -> BTreeMap<u64, u64> {
         )
         .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    r.1["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["v"].as_u64().unwrap()))
-        .collect()
+    values(&r.1)
 }
 
 /// Waits until the shard has `copies` nodes, all but the primary in sync; how long it took.
