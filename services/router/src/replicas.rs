@@ -95,6 +95,11 @@ impl Cluster {
     }
 }
 
+/// What [`Replicas::leases`] files a shard's lease under: its local name and epoch.
+fn lease_key(record: &CollectionRecord, shard: u32) -> String {
+    format!("{}@{}", record.local_name(shard), record.shards[&shard].epoch)
+}
+
 /// What the controller remembers of one primary's lease.
 struct Lease {
     /// The latest lease end that may have reached the primary (Unix ms).
@@ -129,6 +134,11 @@ impl Replicas {
                 work.push((record.clone(), shard));
             }
         }
+        // Leases of shards gone (dropped, or failed over: the key holds the epoch) are
+        // forgotten.
+        let live: std::collections::HashSet<String> =
+            work.iter().map(|(r, shard)| lease_key(r, *shard)).collect();
+        self.leases.retain(|key, _| live.contains(key));
         for (record, shard) in work {
             if let Err(e) = self.shard(&record, shard).await {
                 tracing::warn!(collection = record.name, shard, error = %e, "replica set upkeep failed");
@@ -144,7 +154,7 @@ impl Replicas {
         let s = &record.shards[&shard];
         let local = record.local_name(shard);
         let primary = s.nodes[0].clone();
-        let key = format!("{local}@{}", s.epoch);
+        let key = lease_key(record, shard);
         let lease_ms = self.cluster.config.primary_lease_ms;
         let started_ms = self.started_ms;
         let lease = self.leases.entry(key.clone()).or_insert(Lease {
