@@ -43,6 +43,9 @@ bench: build ## benchmark VDB over HTTP against raw USearch on debian-minilm
 bench-router: build ## benchmark search through the router on 1, 2 and 4 shards (vs the shard node and raw USearch)
 	cargo run --release -p vdb-bench -- router --repeat 3
 
+bench-replication: build ## write throughput, latency and replica lag per write consistency, RF 1/2/3
+	cargo run --release -p vdb-bench -- replication --out target/bench-replication.json
+
 openapi: ## regenerate openapi/*.json from the code
 	UPDATE_OPENAPI=1 cargo test --release -p vdb-shard -p vdb-router -p vdb-embedder --test openapi
 
@@ -54,4 +57,4 @@ lint-embedder: ## clippy on vdb-embedder with both backends (after make embedder
 	source ~/.cache/vdb/embedder.env && cargo clippy --release -p vdb-embedder \
 	  --features torch,tensorflow --target-dir "$$VDB_EMBEDDER_TARGET" --all-targets -- -D warnings
 
-.PHONY: help setup build demo test test-unit test-blackbox test-slow test-embedder embedder bench-embed bench bench-router openapi lint lint-embedder
+.PHONY: help setup build demo test test-unit test-blackbox test-slow test-embedder embedder bench-embed bench bench-router bench-replication openapi lint lint-embedder

@@ -42,6 +42,8 @@ case $tier in
       -- --nocapture --test-threads 1
     run 300 cargo run --release -q -p vdb-bench -- shard --quick --out target/bench-quick.json
     run 300 cargo run --release -q -p vdb-bench -- router --quick --out target/bench-router-quick.json
+    run 300 cargo run --release -q -p vdb-bench -- replication --quick \
+      --out target/bench-replication-quick.json
     demo_state=$(mktemp -d)
     run 300 env VDB_DEMO_PORT=0 VDB_DEMO_LIMIT=2000 VDB_DEMO_STATE="$demo_state" scripts/demo.sh --exit
     rm -rf "$demo_state"

@@ -158,7 +158,7 @@ impl Fleet {
 }
 
 /// Polls `GET /readyz` until it answers 200.
-async fn wait_ready(client: &Lean, url: &str) -> Result<()> {
+pub async fn wait_ready(client: &Lean, url: &str) -> Result<()> {
     let uri: Uri = format!("{url}/readyz").parse()?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {

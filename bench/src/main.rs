@@ -7,6 +7,8 @@ mod embed;
 mod fleet;
 mod http;
 mod raw;
+mod replication;
+mod replication_report;
 mod report;
 mod router;
 mod router_report;
@@ -37,6 +39,10 @@ enum Command {
     /// The same searches through the router over 1, 2 and 4 local shard nodes, next to the
     /// shard node directly and raw USearch: recall, single-query latency, QPS, router overhead.
     Router(router::RouterArgs),
+    /// Writes through the router to a collection with RF 1, and RF 2 and 3 in each write
+    /// consistency (async, semi_sync with one ack, sync): points/s, p50/p99, and the replicas'
+    /// lag behind the primary under that load.
+    Replication(replication::ReplicationArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Shard(args) => shard(args),
         Command::Embed(args) => embed::run(args),
         Command::Router(args) => router::run(args),
+        Command::Replication(args) => replication::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -286,5 +293,7 @@ mod tests {
         let Command::Shard(args) = cli.command else { panic!("not shard") };
         assert!(args.quick);
         assert_eq!(args.ef, vec![8, 16]);
+        let cli = Cli::try_parse_from(["vdb-bench", "replication", "--quick", "--rf", "2"]);
+        assert!(matches!(cli.unwrap().command, Command::Replication(_)));
     }
 }
