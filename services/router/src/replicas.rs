@@ -28,6 +28,8 @@
 use crate::cluster::Cluster;
 use crate::error::{Result, RouterError};
 use crate::state::*;
+use futures::future::join_all;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +103,7 @@ fn lease_key(record: &CollectionRecord, shard: u32) -> String {
 }
 
 /// What the controller remembers of one primary's lease.
+#[derive(Clone, Copy)]
 struct Lease {
     /// The latest lease end that may have reached the primary (Unix ms).
     granted_until_ms: u64,
@@ -113,14 +116,15 @@ struct Lease {
 /// The controller's replica-set duty (see the module docs).
 pub struct Replicas {
     cluster: Arc<Cluster>,
-    leases: HashMap<String, Lease>,
+    /// Held only between awaits: shards are upkept concurrently, each touching its own.
+    leases: Mutex<HashMap<String, Lease>>,
     /// A controller that just took over assumes a lease granted at this time.
     started_ms: u64,
 }
 
 impl Replicas {
     pub fn new(cluster: Arc<Cluster>) -> Replicas {
-        Replicas { cluster, leases: HashMap::new(), started_ms: now_ms() }
+        Replicas { cluster, leases: Mutex::default(), started_ms: now_ms() }
     }
 
     pub async fn tick(&mut self) {
@@ -138,15 +142,19 @@ impl Replicas {
         // forgotten.
         let live: std::collections::HashSet<String> =
             work.iter().map(|(r, shard)| lease_key(r, *shard)).collect();
-        self.leases.retain(|key, _| live.contains(key));
-        for (record, shard) in work {
-            if let Err(e) = self.shard(&record, shard).await {
+        self.leases.lock().retain(|key, _| live.contains(key));
+        // All shards at once: a slow or hung node must not hold up the lease renewals of
+        // primaries elsewhere (a lease lapses after `primary_lease_ms`).
+        let this = &*self;
+        join_all(work.iter().map(|(record, shard)| async move {
+            if let Err(e) = this.shard(record, *shard).await {
                 tracing::warn!(collection = record.name, shard, error = %e, "replica set upkeep failed");
             }
-        }
+        }))
+        .await;
     }
 
-    async fn shard(&mut self, record: &CollectionRecord, shard: u32) -> Result<()> {
+    async fn shard(&self, record: &CollectionRecord, shard: u32) -> Result<()> {
         if self.view_healthy_primary(record, shard) && self.resize(record, shard).await? {
             return Ok(()); // the next tick works from the changed record
         }
@@ -157,16 +165,19 @@ impl Replicas {
         let key = lease_key(record, shard);
         let lease_ms = self.cluster.config.primary_lease_ms;
         let started_ms = self.started_ms;
-        let lease = self.leases.entry(key.clone()).or_insert(Lease {
+        let mut lease = *self.leases.lock().entry(key.clone()).or_insert(Lease {
             granted_until_ms: started_ms + lease_ms,
             renewing: true,
             failing_since: None,
         });
+        let remember = |lease: Lease| self.leases.lock().insert(key.clone(), lease);
+        let deadline = self.cluster.config.health_interval().max(Duration::from_millis(200));
         if view.is_healthy(&primary) {
             let until = if lease.renewing { now_ms() + lease_ms } else { 0 };
             lease.granted_until_ms = lease.granted_until_ms.max(until);
+            // Recorded before it is sent: a grant that may arrive counts.
+            remember(lease);
             let a = self.cluster.assignment(record, shard, &primary, until)?;
-            let deadline = self.cluster.config.health_interval().max(Duration::from_millis(200));
             let answer = match self.cluster.clients(&primary) {
                 Ok(c) => tokio::time::timeout(deadline, c.write.assign_role(&local, &a))
                     .await
@@ -177,33 +188,39 @@ impl Replicas {
                 Ok(info) => {
                     lease.renewing = true;
                     lease.failing_since = None;
+                    remember(lease);
                     self.update_in_sync(record, shard, &info).await?;
                 }
                 Err(e) => {
                     lease.renewing = false;
                     lease.failing_since.get_or_insert_with(Instant::now);
+                    remember(lease);
                     tracing::debug!(collection = record.name, shard, error = %e, "lease renewal failed");
                 }
             }
         } else {
             lease.failing_since.get_or_insert_with(Instant::now);
+            remember(lease);
             let ends = lease.granted_until_ms + self.cluster.config.clock_skew_ms;
             if now_ms() >= ends {
-                let since = lease.failing_since;
-                self.failover(record, shard, since).await?;
-                self.leases.remove(&key);
+                self.failover(record, shard, lease.failing_since).await?;
+                self.leases.lock().remove(&key);
                 return Ok(());
             }
         }
-        // Replicas learn their role and epoch (a former primary that came back steps down).
-        for node in s.nodes.iter().skip(1).filter(|n| view.is_healthy(n)) {
-            let a = self.cluster.assignment(record, shard, node, 0)?;
-            if let Ok(c) = self.cluster.clients(node) {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), c.write.assign_role(&local, &a))
-                        .await;
+        // Replicas learn their role and epoch (a former primary that came back steps down),
+        // all at once, each within the deadline.
+        let assignments = s.nodes.iter().skip(1).filter(|n| view.is_healthy(n)).map(|node| {
+            let (a, clients) =
+                (self.cluster.assignment(record, shard, node, 0), self.cluster.clients(node));
+            let local = &local;
+            async move {
+                if let (Ok(a), Ok(c)) = (a, clients) {
+                    let _ = tokio::time::timeout(deadline, c.write.assign_role(local, &a)).await;
+                }
             }
-        }
+        });
+        join_all(assignments).await;
         Ok(())
     }
 
