@@ -300,7 +300,7 @@ impl Cluster {
                 return Err(RouterError::Invalid(format!("ef_search must be 1..=4096, got {ef}")));
             }
         }
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let config = &routed.record.config;
         let rf = req.replication_factor.unwrap_or(config.replication_factor);
         if req.replication_factor.is_some() {
@@ -388,7 +388,7 @@ impl Cluster {
 
     /// Config, placement, and per-shard statistics asked of the nodes now.
     pub async fn describe_collection(&self, name: &str) -> Result<CollectionInfo> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let shards = routed.record.all_shards();
         let outcomes = self
             .fan_out(&routed, &shards, |c, local, _| async move { c.read.get_shard(&local).await })

@@ -173,11 +173,24 @@ impl Cluster {
         Ok(clients)
     }
 
+    /// The active collection `name`, resolved for routing. A collection this router's view
+    /// lacks may have been created through another router a moment ago: then the view is
+    /// brought up to the metastore's record before the answer is "not found" (a client that
+    /// created a collection through one router can use it through any other at once).
+    pub async fn routed(&self, name: &str) -> Result<Arc<Routed>> {
+        match self.routed_in_view(name) {
+            Err(RouterError::NotFound(_)) if self.state.fresh_collection(name).await?.is_some() => {
+                self.routed_in_view(name)
+            }
+            r => r,
+        }
+    }
+
     /// The active collection `name` from the view, resolved for routing.
     ///
     /// Building a shard map (a consistent ring sorts `virtual_nodes × shards` points) is done
     /// once per record revision, not per request.
-    pub fn routed(&self, name: &str) -> Result<Arc<Routed>> {
+    fn routed_in_view(&self, name: &str) -> Result<Arc<Routed>> {
         let view = self.state.view();
         match view.collections.get(name) {
             Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
@@ -201,7 +214,7 @@ impl Cluster {
             Some((record, rev)) if record.lifecycle == Lifecycle::Active => {
                 Ok(Arc::new(Routed::new(record, rev)?))
             }
-            _ => self.routed(name),
+            _ => self.routed_in_view(name),
         }
     }
 
@@ -228,7 +241,7 @@ impl Cluster {
         F: Fn(Arc<Routed>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut routed = self.routed(name)?;
+        let mut routed = self.routed(name).await?;
         let mut attempt = 0;
         loop {
             reads.stale.store(false, Ordering::Relaxed);

@@ -113,7 +113,7 @@ impl Cluster {
         F: Fn(ShardClient, String, Vec<T>) -> Fut,
         Fut: Future<Output = std::result::Result<WriteResult, ClientError>>,
     {
-        let mut routed = self.routed(name)?;
+        let mut routed = self.routed(name).await?;
         let mut pending = items;
         let mut affected = 0;
         let mut applied = BTreeSet::new();
@@ -166,7 +166,7 @@ impl Cluster {
         F: Fn(ShardClient, String) -> Fut,
         Fut: Future<Output = std::result::Result<WriteResult, ClientError>>,
     {
-        let mut routed = self.routed(name)?;
+        let mut routed = self.routed(name).await?;
         let mut pending = routed.record.all_shards();
         let mut affected = 0;
         let mut applied = BTreeSet::new();
@@ -214,7 +214,7 @@ impl Cluster {
         name: &str,
         req: CollectionUpsertPoints,
     ) -> Result<CollectionWriteResult> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         crate::text::check_points(&routed, &req.points)?;
         let points = self.embed_points(&routed, req.points).await?;
         validate_points(&routed, &points)?;
@@ -414,7 +414,7 @@ impl Cluster {
 
     /// Creates a payload index on every shard.
     pub async fn create_index(&self, name: &str, req: CreatePayloadIndex) -> Result<()> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let req = &req;
         let outcomes = self
             .fan_out(&routed, &routed.record.all_shards(), |c, local, _| async move {
@@ -425,7 +425,7 @@ impl Cluster {
     }
 
     pub async fn drop_index(&self, name: &str, field: &str) -> Result<()> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let outcomes = self
             .fan_out(&routed, &routed.record.all_shards(), |c, local, _| async move {
                 match c.write.drop_index(&local, field).await {

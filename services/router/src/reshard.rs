@@ -47,7 +47,7 @@ impl Cluster {
     /// Adds one shard (online). Returns once the resharding is recorded; the controller runs
     /// it, and `GET /v1/collections/{name}` shows its progress.
     pub async fn add_shard(&self, name: &str, req: AddShard) -> Result<CollectionInfo> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let record = &routed.record;
         let new = record.next_shard_id;
         let mut shards = record.map.clone();
@@ -75,7 +75,7 @@ impl Cluster {
         shard: u32,
         req: AddShard,
     ) -> Result<CollectionInfo> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let record = &routed.record;
         if !record.map.contains(&shard) {
             return Err(RouterError::NotFound(format!("collection {name} has no shard {shard}")));
@@ -104,7 +104,7 @@ impl Cluster {
     /// Splits the range of a hot range-sharded shard at its median id, or adds a shard to a
     /// hashed collection.
     pub async fn split_hot_shard(&self, name: &str, hot: u32) -> Result<()> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         let Sharding::Range { ranges } = &routed.record.config.sharding else {
             self.add_shard(name, AddShard::default()).await?;
             return Ok(());

@@ -31,7 +31,7 @@ impl Cluster {
         req: CollectionBatchSearch,
         reads: &Reads,
     ) -> Result<CollectionBatchSearchResult> {
-        let routed = self.routed(name)?;
+        let routed = self.routed(name).await?;
         if req.searches.is_empty() {
             return Err(RouterError::Invalid("searches must not be empty".into()));
         }
