@@ -240,10 +240,37 @@ struct Verdict {
     failed: usize,
     unknown: usize,
     checked: usize,
+    strong_reads: usize,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} point writes checked ({} ok, {} failed, {} unknown), {} strong point reads checked; \
+             acknowledged writes lost: {}; anomalies: {}",
+            self.checked,
+            self.ok,
+            self.failed,
+            self.unknown,
+            self.strong_reads,
+            self.lost.len(),
+            self.anomalies.len()
+        )
+    }
+}
+
+impl Verdict {
+    /// Fails on any anomaly or lost acknowledged write (the modes that promise none).
+    fn assert_nothing_lost(&self) {
+        assert!(self.anomalies.is_empty(), "anomalies: {:?}", self.anomalies);
+        assert!(self.lost.is_empty(), "acknowledged writes lost: {:?}", self.lost);
+    }
 }
 
 fn check(history: &[Write], content: &BTreeMap<u64, u64>, strong: &[(u64, u64)]) -> Verdict {
-    let mut v = Verdict { checked: history.len(), ..Verdict::default() };
+    let mut v =
+        Verdict { checked: history.len(), strong_reads: strong.len(), ..Verdict::default() };
     let written: BTreeSet<u64> = history.iter().map(|w| w.value).collect();
     let mut by_id: BTreeMap<u64, Vec<&Write>> = BTreeMap::new();
     for w in history {
@@ -359,21 +386,12 @@ fn sync_writes_survive_repeated_primary_kills() {
     let (p50, max) = p50_max(&mut times);
     let (eventual, stale) = seen.eventual;
     println!(
-        "sync RF=3: {failovers} primaries killed (SIGKILL); {} point writes checked ({} ok, {} failed, \
-         {} unknown), {} strong point reads checked ({} strong requests refused); acknowledged writes \
-         lost: {}; anomalies: {}; failover (kill to next acknowledged write) p50 {p50:?}, max {max:?}; \
-         {eventual} eventual counts, {stale} answered by a replica",
-        v.checked,
-        v.ok,
-        v.failed,
-        v.unknown,
-        seen.strong.len(),
-        seen.strong_refused,
-        v.lost.len(),
-        v.anomalies.len()
+        "sync RF=3: {failovers} primaries killed (SIGKILL); {v} ({} strong requests refused); \
+         failover (kill to next acknowledged write) p50 {p50:?}, max {max:?}; {eventual} eventual \
+         counts, {stale} answered by a replica",
+        seen.strong_refused
     );
-    assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
-    assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+    v.assert_nothing_lost();
     assert!(stale > 0, "no eventual read was spread to a replica");
     assert!(stale < eventual, "no eventual read reached the primary");
     let (_, _, epoch) = primary(&http);
@@ -402,16 +420,9 @@ fn async_loses_at_most_the_last_moment_before_a_kill() {
         .filter_map(Result::err)
         .collect();
     println!(
-        "async RF=3: {failovers} primaries killed (SIGKILL); {} point writes checked ({} ok, {} failed, \
-         {} unknown); acknowledged writes lost: {} (bound: acknowledged within {bound:?} before the \
-         kill; beyond it: {}); anomalies: {}",
-        v.checked,
-        v.ok,
-        v.failed,
-        v.unknown,
-        v.lost.len(),
-        out_of_bound.len(),
-        v.anomalies.len()
+        "async RF=3: {failovers} primaries killed (SIGKILL); {v}; lost beyond the bound \
+         (acknowledged more than {bound:?} before the kill): {}",
+        out_of_bound.len()
     );
     assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
     assert!(out_of_bound.is_empty(), "lost beyond the documented bound: {out_of_bound:?}");
@@ -457,20 +468,11 @@ fn a_paused_primary_never_acknowledges_in_its_old_epoch() {
     let seen = load.stop();
     let v = check(&seen.history, &content(&http), &seen.strong);
     println!(
-        "pause: primary {node} stopped (SIGSTOP) for {:?}, failover after {failover:?}; {refused} writes \
-         straight to it after SIGCONT, all refused; {} point writes checked ({} ok, {} failed, {} unknown), \
-         {} strong point reads checked; acknowledged writes lost: {}; anomalies: {}",
-        paused.elapsed(),
-        v.checked,
-        v.ok,
-        v.failed,
-        v.unknown,
-        seen.strong.len(),
-        v.lost.len(),
-        v.anomalies.len()
+        "pause: primary {node} stopped (SIGSTOP) for {:?}, failover after {failover:?}; {refused} \
+         writes straight to it after SIGCONT, all refused; {v}",
+        paused.elapsed()
     );
-    assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
-    assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+    v.assert_nothing_lost();
 }
 
 #[test]
@@ -522,16 +524,8 @@ fn a_partitioned_primary_stops_acknowledging_within_its_lease() {
         "partition: primary {node} cut off from the router (its controller) for {:?}, failover after \
          {failover:?}; straight to it: {acked_during_cut} writes acknowledged after the cut, the last \
          {stopped_after:?} after it (lease {LEASE:?}), {split_brain} after the new primary was named; \
-         {} point writes checked ({} ok, {} failed, {} unknown), {} strong point reads checked; \
-         acknowledged writes lost: {}; anomalies: {}",
-        cut.elapsed(),
-        v.checked,
-        v.ok,
-        v.failed,
-        v.unknown,
-        seen.strong.len(),
-        v.lost.len(),
-        v.anomalies.len()
+         {v}",
+        cut.elapsed()
     );
     assert_eq!(split_brain, 0, "the old primary acknowledged writes after the new one was named");
     // The lease was renewed at most once more after the cut (a renewal already under way).
@@ -539,8 +533,7 @@ fn a_partitioned_primary_stops_acknowledging_within_its_lease() {
         stopped_after <= LEASE + HEALTH_INTERVAL * 2,
         "acknowledged {stopped_after:?} after the cut"
     );
-    assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
-    assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+    v.assert_nothing_lost();
 }
 
 /// id → payload value of one node's copy, read straight from the shard node.
@@ -627,20 +620,11 @@ fn replicas_are_added_and_removed_online() {
         }
     }
     println!(
-        "replication factor 2 → 3 → 4 → 2 under load, copies in sync after {took:?}; {} point writes \
-         checked ({} ok, {} failed, {} unknown), {} strong point reads; acknowledged writes lost: {}; \
-         anomalies: {}; {} copies compared point by point",
-        v.checked,
-        v.ok,
-        v.failed,
-        v.unknown,
-        seen.strong.len(),
-        v.lost.len(),
-        v.anomalies.len(),
+        "replication factor 2 → 3 → 4 → 2 under load, copies in sync after {took:?}; {v}; {} copies \
+         compared point by point",
         holders.len()
     );
-    assert!(v.anomalies.is_empty(), "anomalies: {:?}", v.anomalies);
-    assert!(v.lost.is_empty(), "acknowledged writes lost: {:?}", v.lost);
+    v.assert_nothing_lost();
     // Online: replicas that stay keep streaming and in sync, so no write fails meanwhile.
     assert_eq!((v.failed, v.unknown), (0, 0), "writes failed while replicas changed");
 }
