@@ -593,6 +593,28 @@ fn replicas_are_added_and_removed_online() {
     assert_eq!((r.0, r.1["error"]["code"].as_str()), (400, Some("invalid_argument")), "{r:?}");
     let r = http.patch("/v1/collections/c", &json!({"replication_factor": 5})).unwrap();
     assert_eq!(r.0, 400, "more copies than nodes: {r:?}");
+
+    // A write may weaken its collection's consistency, never strengthen it.
+    let write = |query: &str| {
+        let point = json!({"points": [{"id": 10 * IDS, "vector": [1.0, 0.0, 0.0, 0.0], "payload": {"v": 0}}]});
+        http.put(&format!("/v1/collections/c/points?{query}"), &point).unwrap()
+    };
+    for query in ["consistency=async", "consistency=semi_sync&acks=1", "consistency=sync"] {
+        assert_eq!(write(query).0, 200, "{query} on a sync collection");
+    }
+    let r = http
+        .patch("/v1/collections/c", &json!({"write_consistency": {"mode": "semi_sync", "acks": 1}}))
+        .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    for query in ["consistency=sync", "consistency=semi_sync", "acks=1", "consistency=strong"] {
+        let r = write(query);
+        assert_eq!(
+            (r.0, r.1["error"]["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{query}: {r:?}"
+        );
+    }
+    assert_eq!(write("consistency=async").0, 200);
     let seen = load.stop();
     let content = content(&http);
     let v = check(&seen.history, &content, &seen.strong);

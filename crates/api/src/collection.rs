@@ -78,6 +78,53 @@ pub enum WriteConsistency {
     Sync,
 }
 
+/// Query of the router's point-write endpoints: this write's consistency, when it should be
+/// weaker than the collection's `write_consistency` (a stronger one is refused: 400).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WriteQuery {
+    /// `async`, `semi_sync` (with `acks`) or `sync`; absent: the collection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<crate::AckMode>,
+    /// `semi_sync`: how many replicas must confirm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<u32>,
+}
+
+impl WriteQuery {
+    /// The consistency asked for, if any.
+    pub fn requested(&self) -> Result<Option<WriteConsistency>, String> {
+        match (self.consistency, self.acks) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err("acks needs consistency=semi_sync".into()),
+            (Some(crate::AckMode::SemiSync), Some(acks)) if acks > 0 => {
+                Ok(Some(WriteConsistency::SemiSync { acks }))
+            }
+            (Some(crate::AckMode::SemiSync), _) => {
+                Err("consistency=semi_sync needs acks of at least 1".into())
+            }
+            (Some(_), Some(_)) => Err("acks goes only with consistency=semi_sync".into()),
+            (Some(crate::AckMode::Async), None) => Ok(Some(WriteConsistency::Async)),
+            (Some(crate::AckMode::Sync), None) => Ok(Some(WriteConsistency::Sync)),
+        }
+    }
+}
+
+impl WriteConsistency {
+    /// Whether `self` promises no more than `other` (async < semi_sync by acks < sync).
+    pub fn at_most(self, other: WriteConsistency) -> bool {
+        use WriteConsistency::*;
+        match (self, other) {
+            (Async, _) | (_, Sync) => true,
+            (SemiSync { acks: a }, SemiSync { acks: b }) => a <= b,
+            _ => false,
+        }
+    }
+}
+
 /// A collection's embedding model: its points and searches may then carry `text`, which the
 /// router turns into vectors through the embedder serving `model`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -474,4 +521,33 @@ pub struct ShardMoveInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShardMoves {
     pub moves: Vec<ShardMoveInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AckMode;
+
+    #[test]
+    fn a_write_may_only_weaken_its_collections_consistency() {
+        use WriteConsistency::*;
+        let semi = |acks| SemiSync { acks };
+        for (weaker, stronger) in
+            [(Async, semi(1)), (semi(1), semi(2)), (semi(2), Sync), (Async, Sync)]
+        {
+            assert!(
+                weaker.at_most(stronger) && !stronger.at_most(weaker),
+                "{weaker:?} < {stronger:?}"
+            );
+        }
+        assert!(Sync.at_most(Sync) && semi(1).at_most(semi(1)));
+        let query = |consistency, acks| WriteQuery { consistency, acks }.requested();
+        assert_eq!(query(None, None), Ok(None));
+        assert_eq!(query(Some(AckMode::SemiSync), Some(2)), Ok(Some(semi(2))));
+        assert_eq!(query(Some(AckMode::Sync), None), Ok(Some(Sync)));
+        assert!(query(Some(AckMode::SemiSync), None).is_err());
+        assert!(query(Some(AckMode::SemiSync), Some(0)).is_err());
+        assert!(query(None, Some(1)).is_err());
+        assert!(query(Some(AckMode::Async), Some(1)).is_err());
+    }
 }

@@ -218,9 +218,27 @@ impl Cluster {
         }
     }
 
-    /// How a write to `routed`'s shards waits for replicas: the collection's consistency.
-    pub fn ack_params(&self, routed: &Routed) -> vdb_api::WriteParams {
-        let (consistency, acks) = match routed.record.config.write_consistency {
+    /// The consistency a write to `routed` gets: the collection's, or the weaker one the
+    /// request asked for (a stronger one is refused).
+    pub fn write_consistency(
+        &self,
+        routed: &Routed,
+        requested: Option<vdb_api::WriteConsistency>,
+    ) -> Result<vdb_api::WriteConsistency> {
+        let own = routed.record.config.write_consistency;
+        match requested {
+            None => Ok(own),
+            Some(r) if r.at_most(own) => Ok(r),
+            Some(r) => Err(RouterError::Invalid(format!(
+                "a write may only weaken its collection's write_consistency ({own:?}), not ask \
+                 for {r:?}"
+            ))),
+        }
+    }
+
+    /// How a write waits for replicas under `consistency`.
+    pub fn ack_params(&self, consistency: vdb_api::WriteConsistency) -> vdb_api::WriteParams {
+        let (consistency, acks) = match consistency {
             vdb_api::WriteConsistency::Async => (vdb_api::AckMode::Async, 0),
             vdb_api::WriteConsistency::SemiSync { acks } => (vdb_api::AckMode::SemiSync, acks),
             vdb_api::WriteConsistency::Sync => (vdb_api::AckMode::Sync, 0),

@@ -219,7 +219,7 @@ async fn remove_shard(
 }
 
 #[utoipa::path(put, path = "/v1/collections/{name}/points", tag = "points", request_body = CollectionUpsertPoints,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), WriteQuery),
     responses((status = 200, description = "applied on every owning shard", body = CollectionWriteResult),
         (status = 400, description = "bad input (nothing written): `points[i]` with both or neither of vector and text, text without an embedding model, ...", body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -229,9 +229,19 @@ async fn remove_shard(
 async fn upsert(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<WriteQuery>, QueryRejection>,
     Json(req): Json<CollectionUpsertPoints>,
 ) -> ApiResult<CollectionWriteResult> {
-    Ok(Json(c.upsert(&name, req).await?))
+    Ok(Json(c.upsert(&name, req, writes(params)?).await?))
+}
+
+/// The consistency a write's query asks for (`?consistency=async|semi_sync|sync&acks=n`), if
+/// any.
+fn writes(
+    params: Result<Query<WriteQuery>, QueryRejection>,
+) -> Result<Option<WriteConsistency>, RouterError> {
+    let Query(params) = params.map_err(|e| RouterError::Invalid(e.body_text()))?;
+    params.requested().map_err(RouterError::Invalid)
 }
 
 /// The freshness a read's query asks for (`?consistency=eventual|strong`).
@@ -254,47 +264,51 @@ async fn get_points(
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", request_body = PointSelector,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), WriteQuery),
     responses((status = 200, body = CollectionWriteResult), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_points(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<WriteQuery>, QueryRejection>,
     Json(req): Json<PointSelector>,
 ) -> ApiResult<CollectionWriteResult> {
-    Ok(Json(c.delete(&name, req).await?))
+    Ok(Json(c.delete(&name, req, writes(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), WriteQuery),
     responses((status = 200, description = "keys merged", body = CollectionWriteResult), (status = 400, body = ErrorBody)))]
 async fn set_payload(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<WriteQuery>, QueryRejection>,
     Json(req): Json<SetPayload>,
 ) -> ApiResult<CollectionWriteResult> {
-    Ok(Json(c.set_payload(&name, req, false).await?))
+    Ok(Json(c.set_payload(&name, req, false, writes(params)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/collections/{name}/points/payload", tag = "points", request_body = SetPayload,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), WriteQuery),
     responses((status = 200, description = "payloads replaced", body = CollectionWriteResult), (status = 400, body = ErrorBody)))]
 async fn overwrite_payload(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<WriteQuery>, QueryRejection>,
     Json(req): Json<SetPayload>,
 ) -> ApiResult<CollectionWriteResult> {
-    Ok(Json(c.set_payload(&name, req, true).await?))
+    Ok(Json(c.set_payload(&name, req, true, writes(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/payload/delete", tag = "points", request_body = DeletePayload,
-    params(("name" = String, Path, description = "collection name")),
+    params(("name" = String, Path, description = "collection name"), WriteQuery),
     responses((status = 200, body = CollectionWriteResult), (status = 400, body = ErrorBody)))]
 async fn delete_payload(
     State(c): Cluster_,
     Path(name): Path<String>,
+    params: Result<Query<WriteQuery>, QueryRejection>,
     Json(req): Json<DeletePayload>,
 ) -> ApiResult<CollectionWriteResult> {
-    Ok(Json(c.delete_payload(&name, req).await?))
+    Ok(Json(c.delete_payload(&name, req, writes(params)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/collections/{name}/points/count", tag = "points", request_body = CountPoints,
@@ -415,6 +429,7 @@ async fn drop_index(
     ),
     components(schemas(
         ErrorBody,
+        AckMode,
         ReadConsistency,
         ErrorDetail,
         ErrorCode,

@@ -104,6 +104,7 @@ impl Cluster {
     pub async fn write_by_ids<T, F, Fut>(
         &self,
         name: &str,
+        consistency: Option<WriteConsistency>,
         items: Vec<T>,
         id: impl Fn(&T) -> PointId,
         send: F,
@@ -114,6 +115,7 @@ impl Cluster {
         Fut: Future<Output = std::result::Result<WriteResult, ClientError>>,
     {
         let mut routed = self.routed(name).await?;
+        let ack = self.ack_params(self.write_consistency(&routed, consistency)?);
         let mut pending = items;
         let mut affected = 0;
         let mut applied = BTreeSet::new();
@@ -124,7 +126,7 @@ impl Cluster {
             let send = &send;
             let outcomes = self
                 .fan_out(&routed, &shards, |c, local, shard| {
-                    send(c.write.with_ack(self.ack_params(&routed)), local, groups[&shard].clone())
+                    send(c.write.with_ack(ack), local, groups[&shard].clone())
                 })
                 .await;
             let mut retry = Vec::new();
@@ -160,6 +162,7 @@ impl Cluster {
     pub async fn write_everywhere<F, Fut>(
         &self,
         name: &str,
+        consistency: Option<WriteConsistency>,
         send: F,
     ) -> Result<CollectionWriteResult>
     where
@@ -167,14 +170,13 @@ impl Cluster {
         Fut: Future<Output = std::result::Result<WriteResult, ClientError>>,
     {
         let mut routed = self.routed(name).await?;
+        let ack = self.ack_params(self.write_consistency(&routed, consistency)?);
         let mut pending = routed.record.all_shards();
         let mut affected = 0;
         let mut applied = BTreeSet::new();
         for attempt in 0.. {
             let outcomes = self
-                .fan_out(&routed, &pending, |c, local, _| {
-                    send(c.write.with_ack(self.ack_params(&routed)), local)
-                })
+                .fan_out(&routed, &pending, |c, local, _| send(c.write.with_ack(ack), local))
                 .await;
             let mut retry = Vec::new();
             let mut failed = Vec::new();
@@ -213,6 +215,7 @@ impl Cluster {
         &self,
         name: &str,
         req: CollectionUpsertPoints,
+        consistency: Option<WriteConsistency>,
     ) -> Result<CollectionWriteResult> {
         let routed = self.routed(name).await?;
         crate::text::check_points(&routed, &req.points)?;
@@ -220,6 +223,7 @@ impl Cluster {
         validate_points(&routed, &points)?;
         self.write_by_ids(
             name,
+            consistency,
             points,
             |p| p.id,
             |c, local, points| async move { c.upsert(&local, &UpsertPoints { points }).await },
@@ -227,12 +231,18 @@ impl Cluster {
         .await
     }
 
-    pub async fn delete(&self, name: &str, req: PointSelector) -> Result<CollectionWriteResult> {
+    pub async fn delete(
+        &self,
+        name: &str,
+        req: PointSelector,
+        consistency: Option<WriteConsistency>,
+    ) -> Result<CollectionWriteResult> {
         selector(&req.ids, &req.filter)?;
         match req.ids {
             Some(ids) => {
                 self.write_by_ids(
                     name,
+                    consistency,
                     ids,
                     |id| *id,
                     |c, local, ids| async move {
@@ -244,10 +254,9 @@ impl Cluster {
             }
             None => {
                 let req = &req;
-                self.write_everywhere(
-                    name,
-                    |c, local| async move { c.delete_points(&local, req).await },
-                )
+                self.write_everywhere(name, consistency, |c, local| async move {
+                    c.delete_points(&local, req).await
+                })
                 .await
             }
         }
@@ -259,6 +268,7 @@ impl Cluster {
         name: &str,
         req: SetPayload,
         overwrite: bool,
+        consistency: Option<WriteConsistency>,
     ) -> Result<CollectionWriteResult> {
         selector(&req.ids, &req.filter)?;
         let send = |c: ShardClient, local: String, req: SetPayload| async move {
@@ -273,6 +283,7 @@ impl Cluster {
                 let payload = &req.payload;
                 self.write_by_ids(
                     name,
+                    consistency,
                     ids,
                     |id| *id,
                     |c, local, ids| {
@@ -287,7 +298,8 @@ impl Cluster {
             }
             None => {
                 let req = &req;
-                self.write_everywhere(name, |c, local| send(c, local, req.clone())).await
+                self.write_everywhere(name, consistency, |c, local| send(c, local, req.clone()))
+                    .await
             }
         }
     }
@@ -296,6 +308,7 @@ impl Cluster {
         &self,
         name: &str,
         req: DeletePayload,
+        consistency: Option<WriteConsistency>,
     ) -> Result<CollectionWriteResult> {
         selector(&req.ids, &req.filter)?;
         match req.ids.clone() {
@@ -303,6 +316,7 @@ impl Cluster {
                 let keys = &req.keys;
                 self.write_by_ids(
                     name,
+                    consistency,
                     ids,
                     |id| *id,
                     |c, local, ids| async move {
@@ -315,7 +329,7 @@ impl Cluster {
             }
             None => {
                 let req = &req;
-                self.write_everywhere(name, |c, local| async move {
+                self.write_everywhere(name, consistency, |c, local| async move {
                     c.delete_payload(&local, req).await
                 })
                 .await
