@@ -9,7 +9,7 @@ use crate::report::Rate;
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use hyper::{Method, StatusCode, Uri};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vdb_api::{
     CollectionInfo, CountResult, CreateCollection, CreatePayloadIndex, HnswConfig, Metric,
@@ -22,6 +22,21 @@ pub const COLLECTION: &str = "bench";
 /// How long processes may take to become ready and the router to see its nodes healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The binaries a fleet runs, and its nodes' WAL policy (flags shared by the subcommands that
+/// start one).
+#[derive(clap::Args)]
+pub struct FleetArgs {
+    /// The shard binary to start.
+    #[arg(long, default_value = "target/release/vdb-shard")]
+    pub shard_bin: PathBuf,
+    /// The router binary to start.
+    #[arg(long, default_value = "target/release/vdb-router")]
+    pub router_bin: PathBuf,
+    /// WAL fsync policy of the started nodes: always, never or <N>ms.
+    #[arg(long, default_value = "always")]
+    pub fsync: String,
+}
+
 /// S shard nodes and the router in front of them.
 pub struct Fleet {
     pub shards: usize,
@@ -32,7 +47,8 @@ pub struct Fleet {
 impl Fleet {
     /// Starts `shards` nodes (WAL policy `fsync`) and a router that registers them as
     /// `n0..`, with its metastore in its own temporary directory.
-    pub fn start(shard_bin: &Path, router_bin: &Path, fsync: &str, shards: usize) -> Result<Self> {
+    pub fn start(bins: &FleetArgs, shards: usize) -> Result<Self> {
+        let (shard_bin, router_bin, fsync) = (&bins.shard_bin, &bins.router_bin, &bins.fsync);
         if !router_bin.is_file() {
             bail!(
                 "router binary {} not found: build it with `cargo build --release -p vdb-router`, \

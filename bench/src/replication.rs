@@ -11,7 +11,7 @@
 //! (`replication.replicas[].lag_seconds` / `lag_records`), and once the writers stop, how long
 //! every replica takes to confirm the whole log.
 
-use crate::fleet::{wait_ready, Fleet};
+use crate::fleet::{wait_ready, Fleet, FleetArgs};
 use crate::http::{self, call, Lean};
 use crate::replication_report::{ReplicaLag, ReplicationParams, ReplicationReport, Row, Summary};
 use crate::report;
@@ -31,15 +31,8 @@ use vdb_api::{
 
 #[derive(clap::Args)]
 pub struct ReplicationArgs {
-    /// The shard binary to start.
-    #[arg(long, default_value = "target/release/vdb-shard")]
-    shard_bin: PathBuf,
-    /// The router binary to start.
-    #[arg(long, default_value = "target/release/vdb-router")]
-    router_bin: PathBuf,
-    /// WAL fsync policy of the started nodes: always, never or <N>ms.
-    #[arg(long, default_value = "always")]
-    fsync: String,
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Replication factors to measure (each with async, semi_sync acks=1 and sync) besides the
     /// RF 1 baseline; the fleet has as many shard nodes as the largest.
     #[arg(long, value_delimiter = ',', default_value = "2,3")]
@@ -167,7 +160,7 @@ pub fn run(args: ReplicationArgs) -> Result<()> {
     }
 
     let mut machine = report::machine();
-    let fleet = Fleet::start(&args.shard_bin, &args.router_bin, &args.fsync, nodes)?;
+    let fleet = Fleet::start(&args.fleet, nodes)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     let client = http::lean_client(args.writers + 2);
@@ -226,7 +219,7 @@ pub fn run(args: ReplicationArgs) -> Result<()> {
             seconds_per_row: seconds,
             repeat,
             lag_interval_ms: args.lag_interval_ms,
-            fsync: args.fsync.clone(),
+            fsync: args.fleet.fsync.clone(),
             threads,
             quick: args.quick,
         },

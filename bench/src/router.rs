@@ -7,7 +7,7 @@
 //! with one shard minus the same queries sent to that shard's node directly.
 
 use crate::data::{recall, Dataset, K};
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, FleetArgs};
 use crate::http::{self, call, Lean};
 use crate::report::{self, Accuracy, Params, Rate, SearchRun};
 use crate::router_report::{RouterReport, Side};
@@ -41,15 +41,8 @@ pub struct RouterArgs {
     /// Seconds of timed searching per ef, side and load (default 5, 1 with --quick).
     #[arg(long)]
     seconds: Option<f64>,
-    /// The shard binary to start.
-    #[arg(long, default_value = "target/release/vdb-shard")]
-    shard_bin: PathBuf,
-    /// The router binary to start.
-    #[arg(long, default_value = "target/release/vdb-router")]
-    router_bin: PathBuf,
-    /// WAL fsync policy of the started nodes: always, never or <N>ms.
-    #[arg(long, default_value = "always")]
-    fsync: String,
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Points per upsert request.
     #[arg(long, default_value_t = 256)]
     batch: usize,
@@ -101,10 +94,8 @@ pub fn run(args: RouterArgs) -> Result<()> {
     let mut shards = args.shards.clone();
     shards.sort_unstable();
     shards.dedup();
-    let fleets = shards
-        .iter()
-        .map(|&s| Fleet::start(&args.shard_bin, &args.router_bin, &args.fsync, s))
-        .collect::<Result<Vec<_>>>()?;
+    let fleets =
+        shards.iter().map(|&s| Fleet::start(&args.fleet, s)).collect::<Result<Vec<_>>>()?;
     let failed = |fleet: &Fleet, e: anyhow::Error| {
         e.context(format!("router S={} failed{}", fleet.shards, fleet.log_tail()))
     };
@@ -201,7 +192,7 @@ pub fn run(args: RouterArgs) -> Result<()> {
             batch: args.batch,
             ingest_concurrency: args.ingest_concurrency,
             connections: args.connections,
-            fsync: args.fsync.clone(),
+            fsync: args.fleet.fsync.clone(),
             quick: args.quick,
         },
         shards,
