@@ -206,20 +206,22 @@ pub async fn call(
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
+/// The body of an upsert, serialised straight from borrowed vectors.
 #[derive(Serialize)]
-struct UpsertBody<'a> {
-    points: Vec<PointBody<'a>>,
+pub struct UpsertBody<'a> {
+    pub points: Vec<PointBody<'a>>,
 }
 
 #[derive(Serialize)]
-struct PointBody<'a> {
-    id: u64,
-    vector: &'a [f32],
-    payload: PayloadBody<'a>,
+pub struct PointBody<'a> {
+    pub id: u64,
+    pub vector: &'a [f32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadBody<'a>>,
 }
 
 #[derive(Serialize)]
-struct PayloadBody<'a> {
+pub struct PayloadBody<'a> {
     package: &'a str,
     section: &'a str,
     priority: &'a str,
@@ -245,12 +247,12 @@ pub async fn ingest(
                     PointBody {
                         id: d.id,
                         vector: data.vector(id),
-                        payload: PayloadBody {
+                        payload: Some(PayloadBody {
                             package: &d.package,
                             section: &d.section,
                             priority: &d.priority,
                             installed_size: d.installed_size,
-                        },
+                        }),
                     }
                 })
                 .collect();

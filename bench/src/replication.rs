@@ -12,13 +12,12 @@
 //! every replica takes to confirm the whole log.
 
 use crate::fleet::{wait_ready, Fleet, FleetArgs};
-use crate::http::{self, call, Lean};
+use crate::http::{self, call, Lean, PointBody, UpsertBody};
 use crate::replication_report::{ReplicaLag, ReplicationParams, ReplicationReport, Row, Summary};
 use crate::report;
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use hyper::{Method, StatusCode, Uri};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -610,24 +609,13 @@ async fn check_copies(client: &Lean, target: &Target) -> Result<bool> {
     Ok(true)
 }
 
-#[derive(Serialize)]
-struct UpsertBody<'a> {
-    points: Vec<PointBody<'a>>,
-}
-
-#[derive(Serialize)]
-struct PointBody<'a> {
-    id: u64,
-    vector: &'a [f32],
-}
-
 /// `{"points": [...]}` with ids `first..first + batch` and random vectors.
 fn upsert_body(rng: &mut SplitMix, first: u64, batch: usize, dimension: usize) -> Result<Bytes> {
     let values: Vec<f32> = (0..batch * dimension).map(|_| rng.unit()).collect();
     let points = values
         .chunks(dimension)
         .enumerate()
-        .map(|(i, vector)| PointBody { id: first + i as u64, vector })
+        .map(|(i, vector)| PointBody { id: first + i as u64, vector, payload: None })
         .collect();
     Ok(Bytes::from(serde_json::to_vec(&UpsertBody { points })?))
 }
