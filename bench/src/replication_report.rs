@@ -227,12 +227,7 @@ impl ReplicationReport {
             p.fsync,
             p.lag_interval_ms
         );
-        let m = &self.machine;
-        let _ = writeln!(
-            out,
-            "{} cores ({}), load average {:?} at start, {:?} at end, commit {}",
-            m.cores, m.cpu_model, m.load_average, m.load_average_end, self.git_commit
-        );
+        let _ = writeln!(out, "{}", self.machine.describe(&self.git_commit));
         let _ = writeln!(
             out,
             "\n{:>2} {:<17} {:>9} {:>8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>11}",

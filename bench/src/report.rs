@@ -172,6 +172,16 @@ pub struct Machine {
     pub load_average_end: Vec<f64>,
 }
 
+impl Machine {
+    /// One line for a report's header: cores, CPU, load at start and end, the commit.
+    pub fn describe(&self, commit: &str) -> String {
+        format!(
+            "{} cores ({}), load average {:?} at start, {:?} at end, commit {commit}",
+            self.cores, self.cpu_model, self.load_average, self.load_average_end
+        )
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
     pub dataset: String,
@@ -285,12 +295,7 @@ impl Report {
             p.repeat,
             p.fsync
         );
-        let m = &self.machine;
-        let _ = writeln!(
-            out,
-            "{} cores ({}), load average {:?} at start, {:?} at end, commit {}",
-            m.cores, m.cpu_model, m.load_average, m.load_average_end, self.git_commit
-        );
+        let _ = writeln!(out, "{}", self.machine.describe(&self.git_commit));
         let _ =
             writeln!(out, "\n{:<8} {:>14} {:>10} {:>8}", "load", "vectors/s", "seconds", "ratio");
         if let Some(raw) = &self.raw {
