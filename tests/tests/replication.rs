@@ -5,9 +5,12 @@
 //! (5xx or no answer: it may have been applied). A checker then verifies the history against
 //! the final content, read with `consistency=strong`: every acknowledged write is present with
 //! its value or a later attempted one (else it was lost), no value appears that was never
-//! written; and strong reads made meanwhile only return written values that never go back per
-//! point (going back means a read saw a write that a failover rolled back). Each test prints
-//! operations checked, faults injected and anomalies.
+//! written; strong reads made meanwhile only return written values that never go back per
+//! point (going back means a read saw a write that a failover rolled back); and quorum reads
+//! (`consistency=quorum`, answered by a majority of copies without the primary's lease) hold
+//! every write acknowledged before they began, in the modes where an acknowledged write is on
+//! a majority (`sync`, `semi_sync` with one ack at RF=3). Each test prints operations checked,
+//! faults injected and anomalies.
 //!
 //! Nemeses, and what is asserted:
 //! - `sync_writes_survive_repeated_primary_kills`: SIGKILL the node of the shard's primary,
@@ -133,6 +136,36 @@ fn strong_reader(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<(Vec<(
     })
 }
 
+/// A quorum read of one point: id, the value it found (0 when absent), when it was sent.
+#[derive(Clone, Copy, Debug)]
+struct QuorumRead {
+    id: u64,
+    value: u64,
+    sent: Instant,
+}
+
+/// Quorum reads of the points of writers 0 and 1, one point per request; counts refusals.
+fn quorum_reader(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<(Vec<QuorumRead>, u64)> {
+    thread::spawn(move || {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let (mut seen, mut refused) = (Vec::new(), 0);
+        while !stop.load(Ordering::Relaxed) {
+            let id = rng.gen_range(0..2 * IDS);
+            let sent = Instant::now();
+            let ask = json!({"ids": [id], "with_payload": true});
+            match http.post("/v1/collections/c/points/get?consistency=quorum", &ask) {
+                Ok((200, body)) => {
+                    let value = body["points"][0]["payload"]["v"].as_u64().unwrap_or(0);
+                    seen.push(QuorumRead { id, value, sent });
+                }
+                _ => refused += 1,
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        (seen, refused)
+    })
+}
+
 /// Default (eventual) counts: (answered, answered by a replica).
 fn eventual_reader(http: Http, stop: Arc<AtomicBool>) -> thread::JoinHandle<(u64, u64)> {
     thread::spawn(move || {
@@ -241,6 +274,9 @@ struct Verdict {
     unknown: usize,
     checked: usize,
     strong_reads: usize,
+    quorum_reads: usize,
+    /// Quorum reads that missed a write acknowledged before they were sent.
+    quorum_missed: Vec<String>,
 }
 
 impl std::fmt::Display for Verdict {
@@ -248,29 +284,40 @@ impl std::fmt::Display for Verdict {
         write!(
             f,
             "{} point writes checked ({} ok, {} failed, {} unknown), {} strong point reads checked; \
-             acknowledged writes lost: {}; anomalies: {}",
+             {} quorum point reads checked; acknowledged writes lost: {}; anomalies: {}; \
+             quorum reads missing an acknowledged write: {}",
             self.checked,
             self.ok,
             self.failed,
             self.unknown,
             self.strong_reads,
+            self.quorum_reads,
             self.lost.len(),
-            self.anomalies.len()
+            self.anomalies.len(),
+            self.quorum_missed.len()
         )
     }
 }
 
 impl Verdict {
-    /// Fails on any anomaly or lost acknowledged write (the modes that promise none).
+    /// Fails on any anomaly, lost acknowledged write or quorum read that missed one (the
+    /// modes that put every acknowledged write on a majority of copies).
     fn assert_nothing_lost(&self) {
         assert!(self.anomalies.is_empty(), "anomalies: {:?}", self.anomalies);
         assert!(self.lost.is_empty(), "acknowledged writes lost: {:?}", self.lost);
+        assert!(self.quorum_reads > 0, "no quorum read was answered");
+        assert!(self.quorum_missed.is_empty(), "quorum reads missed: {:?}", self.quorum_missed);
     }
 }
 
-fn check(history: &[Write], content: &BTreeMap<u64, u64>, strong: &[(u64, u64)]) -> Verdict {
-    let mut v =
-        Verdict { checked: history.len(), strong_reads: strong.len(), ..Verdict::default() };
+fn check(seen: &Seen, content: &BTreeMap<u64, u64>) -> Verdict {
+    let (history, strong) = (&seen.history, &seen.strong);
+    let mut v = Verdict {
+        checked: history.len(),
+        strong_reads: strong.len(),
+        quorum_reads: seen.quorum.len(),
+        ..Verdict::default()
+    };
     let written: BTreeSet<u64> = history.iter().map(|w| w.value).collect();
     let mut by_id: BTreeMap<u64, Vec<&Write>> = BTreeMap::new();
     for w in history {
@@ -306,6 +353,18 @@ fn check(history: &[Write], content: &BTreeMap<u64, u64>, strong: &[(u64, u64)])
         }
         last_read.insert(id, x);
     }
+    for r in &seen.quorum {
+        if r.value != 0 && !written.contains(&r.value) {
+            v.anomalies
+                .push(format!("quorum read of id {}: value {} was never written", r.id, r.value));
+        }
+        let acked_before = by_id.get(&r.id).and_then(|writes| {
+            writes.iter().rev().find(|w| w.outcome == Outcome::Ok && w.at < r.sent)
+        });
+        if let Some(w) = acked_before.filter(|w| r.value < w.value) {
+            v.quorum_missed.push(format!("{r:?} missed {w:?}"));
+        }
+    }
     v
 }
 
@@ -314,6 +373,7 @@ struct Load {
     stop: Arc<AtomicBool>,
     writers: Vec<thread::JoinHandle<Vec<Write>>>,
     strong: thread::JoinHandle<(Vec<(u64, u64)>, u64)>,
+    quorum: thread::JoinHandle<(Vec<QuorumRead>, u64)>,
     eventual: thread::JoinHandle<(u64, u64)>,
 }
 
@@ -322,6 +382,8 @@ struct Seen {
     history: Vec<Write>,
     strong: Vec<(u64, u64)>,
     strong_refused: u64,
+    quorum: Vec<QuorumRead>,
+    quorum_refused: u64,
     eventual: (u64, u64),
 }
 
@@ -331,6 +393,7 @@ impl Load {
         Load {
             writers: vec![writer(http.clone(), "/v1/collections/c/points".into(), 0, stop.clone())],
             strong: strong_reader(http.clone(), stop.clone()),
+            quorum: quorum_reader(http.clone(), stop.clone()),
             eventual: eventual_reader(http.clone(), stop.clone()),
             stop,
         }
@@ -341,7 +404,9 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
         let history = self.writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
         let (strong, strong_refused) = self.strong.join().unwrap();
-        Seen { history, strong, strong_refused, eventual: self.eventual.join().unwrap() }
+        let (quorum, quorum_refused) = self.quorum.join().unwrap();
+        let eventual = self.eventual.join().unwrap();
+        Seen { history, strong, strong_refused, quorum, quorum_refused, eventual }
     }
 }
 
@@ -382,14 +447,14 @@ fn sync_writes_survive_repeated_primary_kills() {
     let http = fleet.http();
     create(&http, json!({"mode": "sync"}));
     let (seen, _, mut times) = kill_primaries(&mut fleet, failovers);
-    let v = check(&seen.history, &content(&http), &seen.strong);
+    let v = check(&seen, &content(&http));
     let (p50, max) = p50_max(&mut times);
     let (eventual, stale) = seen.eventual;
     println!(
         "sync RF=3: {failovers} primaries killed (SIGKILL); {v} ({} strong requests refused); \
-         failover (kill to next acknowledged write) p50 {p50:?}, max {max:?}; {eventual} eventual \
-         counts, {stale} answered by a replica",
-        seen.strong_refused
+         {} quorum requests refused; failover (kill to next acknowledged write) p50 {p50:?}, \
+         max {max:?}; {eventual} eventual counts, {stale} answered by a replica",
+        seen.strong_refused, seen.quorum_refused
     );
     v.assert_nothing_lost();
     assert!(stale > 0, "no eventual read was spread to a replica");
@@ -405,7 +470,7 @@ fn async_loses_at_most_the_last_moment_before_a_kill() {
     let http = fleet.http();
     create(&http, json!({"mode": "async"}));
     let (seen, kills, _) = kill_primaries(&mut fleet, failovers);
-    let v = check(&seen.history, &content(&http), &seen.strong);
+    let v = check(&seen, &content(&http));
     // A replica stays in sync only while its oldest unconfirmed record is younger than the
     // lag bound (checked every health interval), and only in-sync replicas are promoted.
     let bound = MAX_REPLICA_LAG + HEALTH_INTERVAL;
@@ -466,7 +531,7 @@ fn a_paused_primary_never_acknowledges_in_its_old_epoch() {
     }
     await_in_sync(&http, &node);
     let seen = load.stop();
-    let v = check(&seen.history, &content(&http), &seen.strong);
+    let v = check(&seen, &content(&http));
     println!(
         "pause: primary {node} stopped (SIGSTOP) for {:?}, failover after {failover:?}; {refused} \
          writes straight to it after SIGCONT, all refused; {v}",
@@ -518,7 +583,7 @@ fn a_partitioned_primary_stops_acknowledging_within_its_lease() {
     let acked_during_cut = acked_after(cut);
     let split_brain = acked_after(named);
     seen.history.extend(direct_history);
-    let v = check(&seen.history, &content(&http), &seen.strong);
+    let v = check(&seen, &content(&http));
     let stopped_after = last_direct_ack.saturating_duration_since(cut);
     println!(
         "partition: primary {node} cut off from the router (its controller) for {:?}, failover after \
@@ -617,7 +682,7 @@ fn replicas_are_added_and_removed_online() {
     assert_eq!(write("consistency=async").0, 200);
     let seen = load.stop();
     let content = content(&http);
-    let v = check(&seen.history, &content, &seen.strong);
+    let v = check(&seen, &content);
 
     // The two copies left hold the same points as the router answers; the others none.
     let s = shard0(&http);

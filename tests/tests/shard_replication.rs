@@ -299,6 +299,14 @@ fn leases_and_epochs_fence_a_deposed_primary() {
     // The new primary's writes reach n2; n0 rejoins as a replica of epoch 2: its tail of
     // epoch 1 that n1 never had (ids 100.., 200) is discarded and it converges to n1.
     assert_eq!(upsert(&h1, 300..320, 9, "consistency=sync").0, 200);
+    // Quorum reads are served by any copy, lease or not, and say where its log ends: the
+    // deposed primary's tail is of epoch 1, the new primary's of epoch 2 (ahead, whatever
+    // the LSNs).
+    let (old, new) = (count(&ph, "consistency=quorum"), count(&h1, "consistency=quorum"));
+    assert_eq!((old.0, new.0), (200, 200), "{old:?} {new:?}");
+    assert_eq!(old.1["position"]["epoch"], 1, "{old:?}");
+    assert_eq!(new.1["position"], json!({"epoch": 2, "lsn": 2}), "{new:?}");
+    assert!(count(&ph, "").1.get("position").is_none(), "only quorum reads say where they stood");
     assert_eq!(assign(&p, 2, "replica", 0, &[], &[], 0).0, 200);
     assert_eq!(assign(&r1, 2, "primary", 60_000, &[("n2", &r2), ("n0", &p)], &["n2"], 1).0, 200);
     let c = converged(&h1, &ph, "rejoined primary");

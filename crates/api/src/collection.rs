@@ -442,9 +442,10 @@ pub struct CollectionSearchResult {
     /// The shards that did not answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_shards: Vec<u32>,
-    /// Present and true when a replica answered for some shard (reads with `consistency`
-    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
-    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    /// Present and true when the primary of some shard did not answer: a replica did
+    /// (`consistency=eventual`, the default), or the primary was not among the copies of a
+    /// `quorum` read. The answer may then miss writes acknowledged in `async` mode in the last
+    /// moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
 }

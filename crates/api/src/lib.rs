@@ -31,9 +31,9 @@ pub use filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
 pub use ids::PointId;
 pub use points::*;
 pub use replication::{
-    AckMode, ReadConsistency, ReadParams, ReplicaProgress, ReplicaState, ReplicaTarget,
-    ReplicateAck, ReplicationInfo, RoleAssignment, WalEntry, WalPage, WalRecord, WriteGuard,
-    WriteParams, DEFAULT_WAL_PAGE, MAX_WAL_PAGE,
+    AckMode, LogPosition, Positioned, ReadConsistency, ReadParams, ReplicaProgress, ReplicaState,
+    ReplicaTarget, ReplicateAck, ReplicationInfo, RoleAssignment, WalEntry, WalPage, WalRecord,
+    WriteGuard, WriteParams, DEFAULT_WAL_PAGE, MAX_WAL_PAGE,
 };
 pub use search::*;
 pub use shard::*;

@@ -69,11 +69,16 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Records {
     pub points: Vec<Record>,
-    /// Present and true when a replica answered for some shard (reads with `consistency`
-    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
-    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    /// Present and true when the primary of some shard did not answer: a replica did
+    /// (`consistency=eventual`, the default), or the primary was not among the copies of a
+    /// `quorum` read. The answer may then miss writes acknowledged in `async` mode in the last
+    /// moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Set by a shard node on reads with `consistency=quorum`: where this copy's log stood
+    /// when the read began. Never set by a router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::LogPosition>,
 }
 
 /// Which points a write applies to: `ids` or `filter`, exactly one.
@@ -128,11 +133,16 @@ pub struct CountPoints {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CountResult {
     pub count: u64,
-    /// Present and true when a replica answered for some shard (reads with `consistency`
-    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
-    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    /// Present and true when the primary of some shard did not answer: a replica did
+    /// (`consistency=eventual`, the default), or the primary was not among the copies of a
+    /// `quorum` read. The answer may then miss writes acknowledged in `async` mode in the last
+    /// moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Set by a shard node on reads with `consistency=quorum`: where this copy's log stood
+    /// when the read began. Never set by a router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::LogPosition>,
 }
 
 /// `POST /v1/shards/{name}/points/scroll`: points in id order, a page at a time.
@@ -180,9 +190,14 @@ pub struct ScrollResult {
     /// The offset of the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<PointId>,
-    /// Present and true when a replica answered for some shard (reads with `consistency`
-    /// `eventual`, the default): the answer may miss writes acknowledged in `async` mode in the
-    /// last moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
+    /// Present and true when the primary of some shard did not answer: a replica did
+    /// (`consistency=eventual`, the default), or the primary was not among the copies of a
+    /// `quorum` read. The answer may then miss writes acknowledged in `async` mode in the last
+    /// moments (bounded by the router's `--max-replica-lag-ms`). Never set by a shard.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Set by a shard node on reads with `consistency=quorum`: where this copy's log stood
+    /// when the read began. Never set by a router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::LogPosition>,
 }

@@ -165,7 +165,65 @@ pub enum ReadConsistency {
     /// The primary answers, and only while it holds its lease: the answer holds every write
     /// acknowledged before the read began, and no write a later failover rolled back.
     Strong,
+    /// A majority of each shard's copies answer (any copies, in sync or not, no lease needed)
+    /// and the one whose log reaches furthest ([`LogPosition`]) is taken: the answer holds
+    /// every write a majority of copies had confirmed before the read began (`sync`, or
+    /// `semi_sync` with `acks` ≥ ⌊copies / 2⌋), even while a failover is under way. It may
+    /// also show a write still waiting for its confirmations.
+    Quorum,
 }
+
+/// Where a copy's log ends: the epoch its last record was written in, then that record's
+/// LSN. Ordered in that order: of two copies, the one with the greater position holds every
+/// write a majority confirmed that the other holds (logs that agree on a record's LSN and
+/// epoch agree on everything before it, and a newer epoch's primary started with every
+/// confirmed write).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+pub struct LogPosition {
+    pub epoch: u64,
+    pub lsn: u64,
+}
+
+/// A read answer that can say where the answering copy's log stood (shard nodes set it on
+/// reads with `consistency=quorum`; routers pick the furthest copy by it and never set it).
+pub trait Positioned {
+    fn position(&self) -> Option<LogPosition>;
+    fn set_position(&mut self, position: Option<LogPosition>);
+}
+
+/// Implements [`Positioned`] for answers with a `position` field.
+macro_rules! positioned {
+    ($($t:ty),*) => {$(
+        impl Positioned for $t {
+            fn position(&self) -> Option<LogPosition> {
+                self.position
+            }
+            fn set_position(&mut self, position: Option<LogPosition>) {
+                self.position = position;
+            }
+        }
+    )*};
+}
+positioned!(
+    crate::Records,
+    crate::CountResult,
+    crate::ScrollResult,
+    crate::SearchResult,
+    crate::BatchSearchResult
+);
 
 /// Query of the read endpoints.
 #[derive(
@@ -174,7 +232,7 @@ pub enum ReadConsistency {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
-    /// `eventual` (default) or `strong`.
+    /// `eventual` (default), `strong` or `quorum`.
     #[serde(default)]
     pub consistency: ReadConsistency,
 }
@@ -248,6 +306,14 @@ pub struct ReplicateAck {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_newer_epoch_is_ahead_whatever_the_lsns() {
+        let p = |epoch, lsn| LogPosition { epoch, lsn };
+        assert!(p(2, 5) > p(1, 900));
+        assert!(p(2, 6) > p(2, 5));
+        assert_eq!([p(1, 9), p(3, 1), p(3, 0)].into_iter().max(), Some(p(3, 1)));
+    }
 
     #[test]
     fn entries_are_tagged_by_type() {

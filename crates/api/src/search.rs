@@ -104,6 +104,10 @@ pub struct SearchResult {
     pub points: Vec<ScoredPoint>,
     /// The plan that ran.
     pub plan: SearchPlan,
+    /// Set by a shard node on reads with `consistency=quorum`: where this copy's log stood
+    /// when the read began. Never set by a router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::LogPosition>,
 }
 
 /// `POST /v1/shards/{name}/search/batch`.
@@ -117,4 +121,8 @@ pub struct BatchSearchRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchSearchResult {
     pub results: Vec<SearchResult>,
+    /// Set by a shard node on reads with `consistency=quorum`: where this copy's log stood
+    /// when the read began. Never set by a router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::LogPosition>,
 }

@@ -7,13 +7,14 @@ use crate::error::{Result, RouterError};
 use crate::metrics::Metrics;
 use crate::state::{CollectionRecord, Lifecycle, State};
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use vdb_api::{ErrorCode, PointId, ReadConsistency, ReadParams};
+use vdb_api::{ErrorCode, PointId, Positioned, ReadConsistency, ReadParams};
 use vdb_client::{ClientError, ShardClient};
 use vdb_meta::Revision;
 use vdb_sharding::{ShardMap, Transition};
@@ -53,9 +54,15 @@ impl Reads {
         Reads { consistency, stale: AtomicBool::new(false) }
     }
 
-    /// Whether a replica answered for some shard.
+    /// Whether a replica answered for some shard (or, for a quorum read, whether the
+    /// primary was not among the copies that answered).
     pub fn stale(&self) -> bool {
         self.stale.load(Ordering::Relaxed)
+    }
+
+    /// The query that asks a shard node for this read's consistency.
+    pub fn params(&self) -> ReadParams {
+        ReadParams { consistency: self.consistency }
     }
 }
 
@@ -285,9 +292,12 @@ impl Cluster {
         }
     }
 
-    /// Runs `call` against one copy of every shard in `shards` at once, as `reads` allows:
+    /// Runs `call` against copies of every shard in `shards` at once, as `reads` allows:
     /// `strong` asks the primary (which answers only while its lease holds); `eventual` takes
-    /// the healthy in-sync copies in turns, passing to the next copy when one does not answer.
+    /// the healthy in-sync copies in turns, passing to the next copy when one does not answer;
+    /// `quorum` asks a majority of the shard's copies (in turns, any that are healthy, the
+    /// next one taking over from one that does not answer) and keeps the answer of the copy
+    /// whose log reaches furthest.
     pub async fn fan_out_reads<T, F, Fut>(
         &self,
         routed: &Routed,
@@ -296,11 +306,12 @@ impl Cluster {
         call: F,
     ) -> Vec<ShardOutcome<T>>
     where
+        T: Positioned,
         F: Fn(NodeClients, String, u32) -> Fut,
         Fut: Future<Output = std::result::Result<T, ClientError>>,
     {
         if reads.consistency == ReadConsistency::Strong {
-            let strong = ReadParams { consistency: ReadConsistency::Strong };
+            let strong = reads.params();
             return self
                 .fan_out(routed, shards, |c, local, shard| {
                     let c = NodeClients { read: c.read.with_read(strong), write: c.write };
@@ -308,65 +319,125 @@ impl Cluster {
                 })
                 .await;
         }
+        let quorum = reads.consistency == ReadConsistency::Quorum;
         let view = self.state.view();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let call = |c: NodeClients, local: String, shard: u32| {
+            let c = match quorum {
+                true => NodeClients { read: c.read.with_read(reads.params()), write: c.write },
+                false => c,
+            };
+            call(c, local, shard)
+        };
         let calls = shards.iter().map(|&shard| {
             let record = routed.record.shards.get(&shard);
-            let primary = record.and_then(|s| s.nodes.first());
-            // The primary and the replicas in sync, healthy ones only, from this read's turn.
-            let mut copies: Vec<&String> = record
-                .map(|s| {
-                    s.nodes
-                        .iter()
-                        .filter(|n| Some(*n) == primary || s.in_sync.contains(n))
-                        .collect()
+            let nodes = record.map(|s| s.nodes.as_slice()).unwrap_or_default();
+            let primary = nodes.first();
+            // Eventual: the primary and the replicas in sync; quorum: every copy. Healthy ones
+            // only, from this read's turn.
+            let mut copies: Vec<&str> = nodes
+                .iter()
+                .filter(|n| {
+                    quorum || Some(*n) == primary || record.is_some_and(|s| s.in_sync.contains(n))
                 })
-                .unwrap_or_default();
-            copies.retain(|n| view.is_healthy(n));
+                .filter(|n| view.is_healthy(n))
+                .map(String::as_str)
+                .collect();
             if !copies.is_empty() {
                 let at = turn % copies.len();
                 copies.rotate_left(at);
             }
+            let need = if quorum { nodes.len() / 2 + 1 } else { 1 };
             let local = routed.record.local_name(shard);
             let call = &call;
             async move {
-                let mut last = RouterError::Unavailable(format!(
-                    "shard {shard} is unavailable (no healthy copy in sync)"
-                ));
-                for node in copies {
-                    let clients = match self.clients(node) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            last = e;
-                            continue;
-                        }
+                if copies.len() < need {
+                    let what = if quorum {
+                        format!("a quorum read needs {need} of its {} copies", nodes.len())
+                    } else {
+                        "no healthy copy in sync".to_string()
                     };
-                    let mut outcome = call(clients.clone(), local.clone(), shard).await;
-                    // A pooled connection the node closed fails before the request is read.
-                    if let Err(ClientError::Transport(_)) = outcome {
-                        outcome = call(clients, local.clone(), shard).await;
-                    }
-                    match outcome {
-                        Ok(answer) => {
-                            if Some(node) != primary {
-                                reads.stale.store(true, Ordering::Relaxed);
-                            }
-                            return (shard, Ok(answer));
-                        }
-                        Err(e) => {
-                            self.metrics.shard_errors.with_label_values(&[node]).inc();
-                            last = RouterError::from_shard(shard, node, e);
-                            // A refusal (bad request, stale routing) would be the same anywhere.
-                            if !matches!(last, RouterError::Unavailable(_)) {
-                                break;
-                            }
-                        }
-                    }
+                    let healthy = copies.len();
+                    let e = format!("shard {shard} is unavailable ({what}; {healthy} healthy)");
+                    return (shard, Err(RouterError::Unavailable(e)));
                 }
-                (shard, Err(last))
+                let answers = match self.ask_copies(shard, &local, copies, need, call).await {
+                    Ok(answers) => answers,
+                    Err(e) => return (shard, Err(e)),
+                };
+                if !answers.iter().any(|(node, _)| Some(node) == primary) {
+                    reads.stale.store(true, Ordering::Relaxed);
+                }
+                let furthest = answers
+                    .into_iter()
+                    .map(|(_, answer)| answer)
+                    .max_by_key(|answer| answer.position())
+                    .map(|mut answer| {
+                        answer.set_position(None);
+                        answer
+                    });
+                (shard, furthest.ok_or_else(|| RouterError::Internal("no answer".into())))
             }
         });
         join_all(calls).await
+    }
+
+    /// Asks `copies` of `shard` in order until `need` of them answered, `need` at a time: the
+    /// next copy takes over from one that does not answer. A refusal (a bad request, stale
+    /// routing) would be the same anywhere and ends the read.
+    async fn ask_copies<T, F, Fut>(
+        &self,
+        shard: u32,
+        local: &str,
+        copies: Vec<&str>,
+        need: usize,
+        call: &F,
+    ) -> Result<Vec<(String, T)>>
+    where
+        F: Fn(NodeClients, String, u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, ClientError>>,
+    {
+        let ask = |node: &str| {
+            let node = node.to_string();
+            async move {
+                let clients = match self.clients(&node) {
+                    Ok(c) => c,
+                    Err(e) => return (node, Err(e)),
+                };
+                let mut outcome = call(clients.clone(), local.to_string(), shard).await;
+                // A pooled connection the node closed fails before the request is read.
+                if let Err(ClientError::Transport(_)) = outcome {
+                    outcome = call(clients, local.to_string(), shard).await;
+                }
+                let outcome = outcome.map_err(|e| {
+                    self.metrics.shard_errors.with_label_values(&[&node]).inc();
+                    RouterError::from_shard(shard, &node, e)
+                });
+                (node, outcome)
+            }
+        };
+        let mut waiting = copies.into_iter();
+        let mut running: FuturesUnordered<_> = waiting.by_ref().take(need).map(ask).collect();
+        let mut answers = Vec::with_capacity(need);
+        let mut last = None;
+        while let Some((node, outcome)) = running.next().await {
+            match outcome {
+                Ok(answer) => {
+                    answers.push((node, answer));
+                    if answers.len() == need {
+                        return Ok(answers);
+                    }
+                }
+                Err(e @ RouterError::Unavailable(_)) => {
+                    last = Some(e);
+                    running.extend(waiting.next().map(ask));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RouterError::Unavailable(format!("shard {shard}: too few copies answered"))
+        }))
     }
 
     /// Runs `call` against the primary of every shard in `shards` at once. A shard whose node

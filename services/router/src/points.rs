@@ -359,7 +359,7 @@ impl Cluster {
                 let mut found: HashMap<PointId, Record> =
                     ok.into_iter().flat_map(|(_, r)| r.points).map(|r| (r.id, r)).collect();
                 let points = req.ids.iter().filter_map(|id| found.remove(id)).collect();
-                Ok(Records { points, stale: false })
+                Ok(Records { points, stale: false, position: None })
             })
             .await?;
         records.stale = reads.stale();
@@ -386,7 +386,7 @@ impl Cluster {
                 Ok(ok.iter().map(|(_, c)| c.count).sum())
             })
             .await?;
-        Ok(CountResult { count, stale: reads.stale() })
+        Ok(CountResult { count, stale: reads.stale(), position: None })
     }
 
     /// One page in id order across all shards: every shard returns its first `limit` points
@@ -479,7 +479,7 @@ pub fn merge_scroll(pages: Vec<ScrollResult>, limit: usize) -> ScrollResult {
     }
     let next_offset = if points.len() > limit { Some(points[limit].id) } else { horizon };
     points.truncate(limit);
-    ScrollResult { points, next_offset, stale: false }
+    ScrollResult { points, next_offset, stale: false, position: None }
 }
 
 #[cfg(test)]
@@ -494,6 +494,7 @@ mod tests {
                 .collect(),
             next_offset: next.map(Into::into),
             stale: false,
+            position: None,
         }
     }
 

@@ -6,6 +6,7 @@ use crate::shard::LocalShard;
 use crate::snapshot::{self, PointsImage};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use vdb_api::LogPosition;
 
 impl LocalShard {
     // ---- durability --------------------------------------------------------------------
@@ -58,8 +59,7 @@ impl LocalShard {
             // The WAL must be durable up to the LSN the snapshot claims before the log
             // behind it may go.
             writer.wal.sync()?;
-            let lsn = self.last_lsn();
-            let epoch = self.last_epoch.load(Ordering::SeqCst);
+            let LogPosition { lsn, epoch } = self.log_end();
             let index_bytes = self.index.save_to_vec()?;
             let data = self.data.read();
             let image = PointsImage {

@@ -192,7 +192,10 @@ const STRONG_READ_WAIT: Duration = Duration::from_secs(2);
 /// log up to where the read stood, as a `sync` write would: a write the read saw that no
 /// replica had yet could be lost by a failover, and a strong read must never show a value
 /// that is rolled back afterwards.
-async fn read<T: Send + 'static>(
+///
+/// A `quorum` read is served by any copy, with the answer's `position` saying where its log
+/// stood before the read began (so the answer holds at least that much).
+async fn read<T: Positioned + Send + 'static>(
     node: Arc<Node>,
     name: String,
     params: Result<Query<ReadParams>, QueryRejection>,
@@ -200,13 +203,16 @@ async fn read<T: Send + 'static>(
 ) -> ApiResult<T> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let strong = params.consistency == ReadConsistency::Strong;
+    let quorum = params.consistency == ReadConsistency::Quorum;
     let (shard, out) = node
         .read(move |n| {
             let shard = n.shard(&name)?;
             if strong {
                 shard.repl.check_writable()?;
             }
-            let out = op(n, &shard)?;
+            let position = quorum.then(|| shard.log_end());
+            let mut out = op(n, &shard)?;
+            out.set_position(position);
             Ok((shard, out))
         })
         .await?;
@@ -340,8 +346,10 @@ async fn count(
     params: Result<Query<ReadParams>, QueryRejection>,
     Json(req): Json<CountPoints>,
 ) -> ApiResult<CountResult> {
-    read(node, name, params, move |_, s| Ok(CountResult { count: s.count(&req)?, stale: false }))
-        .await
+    read(node, name, params, move |_, s| {
+        Ok(CountResult { count: s.count(&req)?, stale: false, position: None })
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/shards/{name}/points/scroll", tag = "points", request_body = ScrollPoints,
@@ -388,7 +396,7 @@ async fn search_batch(
             .enumerate()
             .map(|(i, r)| s.search(r, n.planner).map_err(|e| prefix(e, i)))
             .collect::<crate::error::Result<_>>()?;
-        Ok(BatchSearchResult { results })
+        Ok(BatchSearchResult { results, position: None })
     })
     .await
 }
@@ -680,6 +688,7 @@ async fn install_replica_snapshot(
         ErrorBody,
         AckMode,
         ReadConsistency,
+        LogPosition,
         ErrorDetail,
         ErrorCode,
         PointId,

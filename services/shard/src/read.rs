@@ -87,7 +87,7 @@ impl LocalShard {
             .filter_map(|id| data.store.key_of(id))
             .map(|key| self.record(&data, key, req.with_payload, req.with_vector))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Records { points, stale: false })
+        Ok(Records { points, stale: false, position: None })
     }
 
     pub fn count(&self, req: &CountPoints) -> Result<u64> {
@@ -132,7 +132,7 @@ impl LocalShard {
             .into_iter()
             .map(|k| self.record(&data, k, req.with_payload, req.with_vector))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ScrollResult { points, next_offset, stale: false })
+        Ok(ScrollResult { points, next_offset, stale: false, position: None })
     }
 
     fn record(&self, data: &ShardData, key: u64, payload: bool, vector: bool) -> Result<Record> {
@@ -254,7 +254,7 @@ impl LocalShard {
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
         self.env_metrics().searches.with_label_values(&[label]).inc();
-        Ok(SearchResult { points, plan })
+        Ok(SearchResult { points, plan, position: None })
     }
 
     /// How many points the filter and the owner rule together let through (at least one is

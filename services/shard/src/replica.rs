@@ -16,7 +16,7 @@ pub use crate::replication::Frames;
 use crate::replication::ShipperStart;
 use crate::shard::LocalShard;
 use std::sync::atomic::Ordering;
-use vdb_api::{ReplicateAck, ReplicationInfo, RoleAssignment};
+use vdb_api::{LogPosition, ReplicateAck, ReplicationInfo, RoleAssignment};
 
 /// Records read from the WAL files per turn of the writer lock.
 const WAL_CHUNK: usize = 256;
@@ -32,7 +32,8 @@ pub fn encode_frames(frames: &Frames) -> Vec<u8> {
 
 impl LocalShard {
     pub fn replication_info(&self) -> ReplicationInfo {
-        self.repl.info(self.last_lsn(), self.last_epoch.load(Ordering::SeqCst))
+        let end = self.log_end();
+        self.repl.info(end.lsn, end.epoch)
     }
 
     /// Applies a role assignment from the controller; returns where this copy stands and the
@@ -61,7 +62,7 @@ impl LocalShard {
             crate::replication::save(&self.dir, &self.repl.stored())?;
             tracing::info!(shard = %self.name, epoch, "following a primary of a newer epoch");
         }
-        let (last_lsn, last_epoch) = (self.last_lsn(), self.last_epoch.load(Ordering::SeqCst));
+        let LogPosition { lsn: last_lsn, epoch: last_epoch } = self.log_end();
         let ack = |matched: bool, lsn: u64, lsn_epoch: u64| ReplicateAck {
             matched,
             durable_lsn: if matched { lsn } else { 0 },
@@ -165,8 +166,9 @@ impl LocalShard {
         if lsn == 0 {
             return Ok(Some(0));
         }
-        if lsn == self.last_lsn() {
-            return Ok(Some(self.last_epoch.load(Ordering::SeqCst)));
+        let end = self.log_end();
+        if lsn == end.lsn {
+            return Ok(Some(end.epoch));
         }
         if let Some(e) = self.repl.recent_epoch(lsn) {
             return Ok(Some(e));
@@ -204,8 +206,7 @@ impl LocalShard {
     }
 
     fn set_last(&self, lsn: u64, epoch: u64) {
-        self.last_lsn.store(lsn, Ordering::SeqCst);
-        self.last_epoch.store(epoch, Ordering::SeqCst);
+        self.set_log_end(lsn, epoch);
         self.repl.appended(lsn, epoch, &[]);
     }
 }

@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use vdb_api::{
-    ErrorCode, Filter, Metric, Payload, PayloadIndexKind, Point, PointId, PointSelector,
-    ShardConfig, ShardState, WriteResult,
+    ErrorCode, Filter, LogPosition, Metric, Payload, PayloadIndexKind, Point, PointId,
+    PointSelector, ShardConfig, ShardState, WriteResult,
 };
 use vdb_payload::PayloadIndexes;
 use vdb_wal::{Wal, WalOptions};
@@ -70,9 +70,11 @@ pub struct LocalShard {
     pub(crate) index: VectorIndex,
     pub(crate) data: RwLock<ShardData>,
     pub(crate) writer: Mutex<Writer>,
+    /// The LSN of the last applied record: `end`'s, readable without a lock.
     pub(crate) last_lsn: AtomicU64,
-    /// The epoch of the record at `last_lsn`.
-    pub(crate) last_epoch: AtomicU64,
+    /// Where the applied log ends (the last record's epoch and LSN), the two read together;
+    /// changed only by [`LocalShard::set_log_end`].
+    end: Mutex<LogPosition>,
     pub(crate) snapshot_lsn: AtomicU64,
     pub(crate) snapshotting: AtomicBool,
     /// The write guard, if one is installed; changed only under `writer` (see [`crate::guard`]).
@@ -107,7 +109,7 @@ impl LocalShard {
 
     fn with_role(mut self, role: StoredRole, last_epoch: u64) -> Self {
         self.repl = Replication::new(role, self.last_lsn());
-        self.last_epoch.store(last_epoch, Ordering::SeqCst);
+        self.set_log_end(self.last_lsn(), last_epoch);
         self
     }
 
@@ -207,7 +209,7 @@ impl LocalShard {
             index,
             data: RwLock::new(data),
             last_lsn: AtomicU64::new(wal.last_lsn().max(snapshot_lsn)),
-            last_epoch: AtomicU64::new(0),
+            end: Mutex::new(LogPosition::default()),
             writer: Mutex::new(Writer { wal, records_since_snapshot: 0 }),
             snapshot_lsn: AtomicU64::new(snapshot_lsn),
             snapshotting: AtomicBool::new(false),
@@ -220,6 +222,19 @@ impl LocalShard {
 
     pub fn last_lsn(&self) -> u64 {
         self.last_lsn.load(Ordering::SeqCst)
+    }
+
+    /// Where the applied log ends: every record up to it is visible to reads that start after
+    /// this returns.
+    pub fn log_end(&self) -> LogPosition {
+        *self.end.lock()
+    }
+
+    /// Records that the log is applied up to `lsn`, written in `epoch`.
+    pub(crate) fn set_log_end(&self, lsn: u64, epoch: u64) {
+        let mut end = self.end.lock();
+        *end = LogPosition { epoch, lsn };
+        self.last_lsn.store(lsn, Ordering::SeqCst);
     }
 
     pub fn snapshot_lsn(&self) -> u64 {
@@ -400,8 +415,7 @@ impl LocalShard {
             // reads may miss part of it; say so loudly.
             tracing::error!(shard = %self.name, lsn, error = %e, "applying a logged write failed");
         })?;
-        self.last_lsn.store(lsn, Ordering::SeqCst);
-        self.last_epoch.store(epoch, Ordering::SeqCst);
+        self.set_log_end(lsn, epoch);
         self.repl.appended(lsn, epoch, &bytes);
         self.refresh_gauges(writer);
         Ok(WriteResult { lsn, affected })
