@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long, env = "VDB_EXACT_THRESHOLD", default_value_t = 10_000)]
     pub exact_threshold: u64,
 
+    /// Batches of the log a primary keeps in flight to each replica (1 = send the next batch
+    /// only once the previous one was confirmed).
+    #[arg(long, env = "VDB_REPLICATION_WINDOW", default_value_t = 4,
+        value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub replication_window: u64,
+
     /// Log JSON lines instead of text.
     #[arg(long, env = "VDB_LOG_JSON")]
     pub log_json: bool,

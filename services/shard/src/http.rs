@@ -585,7 +585,9 @@ struct ReplicateQuery {
 /// [encoded op]`, LSNs consecutive from `prev_lsn + 1`. A batch from an older epoch than this
 /// copy's is refused (409 `stale_epoch`); a newer epoch makes this copy a replica of it. When
 /// this copy's last record is not (`prev_lsn`, `prev_epoch`) nothing is applied and the answer
-/// says `matched: false` with where its log ends. Otherwise the records are logged and applied
+/// says `matched: false` with where its log ends; a batch that continues a record this copy
+/// does not have yet (the primary keeps several batches in flight) first waits up to 1 s for
+/// it. Otherwise the records are logged and applied
 /// (an empty batch only checks), and the answer gives the LSN now durable here.
 #[utoipa::path(post, path = "/v1/shards/{name}/replicate", tag = "replication",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
@@ -601,8 +603,19 @@ async fn replicate(
 ) -> ApiResult<ReplicateAck> {
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let shard = node.shard(&name)?;
+    // A primary keeps several batches in flight: this one may arrive before the one it
+    // continues was applied. Wait a little for it; past that the answer says where the log
+    // ends, as for any batch that does not continue it.
+    let mut applied = shard.repl.watch_appended();
+    if shard.last_lsn() < q.prev_lsn {
+        let reached = applied.wait_for(|_| shard.last_lsn() >= q.prev_lsn);
+        let _ = tokio::time::timeout(PIPELINE_WAIT, reached).await;
+    }
     replication_work(move || shard.replicate(q.epoch, q.prev_lsn, q.prev_epoch, &body)).await
 }
+
+/// How long a batch waits for the batch before it (see [`replicate`]).
+const PIPELINE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs replication work on the blocking pool, outside the request limiter: client load must
 /// not starve replication.

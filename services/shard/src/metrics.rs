@@ -19,6 +19,8 @@ pub struct ShardMetrics {
     pub last_lsn: IntGaugeVec,
     pub wal_appends: IntCounterVec,
     pub wal_append_bytes: IntCounterVec,
+    pub replication_batches: IntCounterVec,
+    pub replication_pipelined: IntCounterVec,
     pub wal_fsync_seconds: Histogram,
     pub snapshot_seconds: Histogram,
     pub snapshot_size_bytes: IntGaugeVec,
@@ -79,6 +81,14 @@ impl ShardMetrics {
             wal_append_bytes: shard_counter(
                 "vdb_shard_wal_append_bytes_total",
                 "bytes appended to the wal",
+            )?,
+            replication_batches: shard_counter(
+                "vdb_shard_replication_batches_total",
+                "batches of the log a primary sent to its replicas (empty check-ins included)",
+            )?,
+            replication_pipelined: shard_counter(
+                "vdb_shard_replication_pipelined_batches_total",
+                "batches of the log sent to a replica while another to it was in flight",
             )?,
             wal_fsync_seconds: histogram(
                 "vdb_shard_wal_fsync_duration_seconds",
@@ -159,6 +169,8 @@ impl ShardMetrics {
         }
         let _ = self.wal_appends.remove_label_values(&[shard]);
         let _ = self.wal_append_bytes.remove_label_values(&[shard]);
+        let _ = self.replication_batches.remove_label_values(&[shard]);
+        let _ = self.replication_pipelined.remove_label_values(&[shard]);
         let _ = self.recovery_seconds.remove_label_values(&[shard]);
     }
 }

@@ -60,6 +60,7 @@ impl Node {
             index_threads: config.search_threads() + concurrency + config.insert_threads() + 1,
             insert_pool: Arc::new(insert_pool),
             metrics: metrics.clone(),
+            replication_window: config.replication_window as usize,
         };
         std::fs::create_dir_all(config.data_dir.join("shards"))?;
         Ok(Arc::new(Node {

@@ -361,6 +361,19 @@ impl Replication {
         Some(out)
     }
 
+    /// Whether the records after `after` held in memory add up to at least `bytes` (false
+    /// when memory no longer reaches back: the caller reads the WAL anyway).
+    pub fn recent_bytes_after(&self, after: u64, bytes: usize) -> bool {
+        let r = self.recent.lock();
+        let Some(first) = r.records.front().map(|f| f.0) else { return false };
+        let skip = (after + 1).saturating_sub(first) as usize;
+        let mut sum = 0;
+        r.records.iter().skip(skip).any(|(_, _, op, _)| {
+            sum += op.len();
+            sum >= bytes
+        })
+    }
+
     /// The epoch of the record at `lsn`, when it is still in memory.
     pub fn recent_epoch(&self, lsn: u64) -> Option<u64> {
         let r = self.recent.lock();

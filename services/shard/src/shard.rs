@@ -56,6 +56,8 @@ pub struct ShardEnv {
     pub index_threads: usize,
     pub insert_pool: Arc<rayon::ThreadPool>,
     pub metrics: Arc<crate::metrics::ShardMetrics>,
+    /// Batches a primary keeps in flight to each replica (see [`crate::shipper`]).
+    pub replication_window: usize,
 }
 
 pub(crate) struct Writer {

@@ -1,6 +1,11 @@
-//! The primary's side of replication: one task per replica ships the log in LSN order, one
-//! batch in flight at a time. A batch holds every record applied since the previous one (up to
-//! [`MAX_BATCH_BYTES`]), so under load batches grow instead of requests multiplying.
+//! The primary's side of replication: one task per replica ships the log in LSN order, with up
+//! to `--replication-window` batches in flight (the replica applies each only after the one it
+//! continues, so the stream stays ordered). A batch holds every record applied since the
+//! previous one was sent (up to [`MAX_BATCH_BYTES`]), so under load batches grow instead of
+//! requests multiplying: while batches are in flight, the next one leaves only once it holds
+//! [`PIPELINE_MIN_BYTES`] (every batch costs the replica an fsync, and on a fast link waiting
+//! for the answer is cheaper than more, smaller batches; on a slow or busy one enough
+//! accumulates during a round trip).
 //!
 //! Each task first asks the replica where its log ends; when the primary's log has the same
 //! record there, streaming resumes after it, otherwise (the replica is ahead, diverged, or
@@ -8,12 +13,15 @@
 //! An idle stream sends an empty batch every [`KEEPALIVE`], which also notices a replica that
 //! was wiped or restarted. A replica that answers `stale_epoch` knows a newer primary: this
 //! copy then stops taking writes ([`crate::replication::Replication::deposed`]). Failures are
-//! retried with backoff; the task ends when the assignment that started it is replaced.
+//! retried with backoff (batches still in flight are abandoned, and the stream resumes from
+//! where the replica's log ends); the task ends when the assignment that started it is
+//! replaced.
 
 use crate::error::ShardError;
 use crate::replica::{encode_frames, Frames};
 use crate::replication::ShipperStart;
 use crate::shard::LocalShard;
+use futures::stream::{FuturesOrdered, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use vdb_api::{ErrorCode, ReplicaState};
@@ -21,6 +29,8 @@ use vdb_client::{ClientError, ShardClient};
 
 /// Most bytes of encoded ops in one batch.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Least bytes of records a batch needs to leave while others are in flight.
+pub const PIPELINE_MIN_BYTES: usize = MAX_BATCH_BYTES / 16;
 /// An idle stream checks in this often.
 pub const KEEPALIVE: Duration = Duration::from_millis(500);
 /// Deadline of one batch.
@@ -35,7 +45,7 @@ pub fn start(shard: &Arc<LocalShard>, starts: Vec<ShipperStart>) {
     }
 }
 
-/// Why a step of the stream stopped.
+/// Why the stream stopped.
 enum Stop {
     /// Another copy leads a newer epoch.
     Deposed,
@@ -64,7 +74,8 @@ struct Stream {
     generation: u64,
     client: ShardClient,
     bulk: ShardClient,
-    /// The replica's last record (lsn, epoch), once known to match ours.
+    /// The last record (lsn, epoch) sent to the replica, once its log is known to match ours
+    /// up to where sending started.
     prev: Option<(u64, u64)>,
 }
 
@@ -111,40 +122,78 @@ async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64)
 }
 
 impl Stream {
+    /// Finds where the replica's log ends and streams from there; returns when the stream
+    /// must be set up again (after a mismatch or a snapshot) or the assignment ended.
     async fn step(&mut self) -> Result<(), Stop> {
-        let Some((prev_lsn, prev_epoch)) = self.prev else {
+        if self.prev.is_none() {
             let info = self.client.get_shard(&self.shard.name).await?.replication;
             if info.epoch > self.shard.repl.epoch() {
                 return Err(Stop::Deposed);
             }
             return self.resume_from(info.last_lsn, info.last_epoch).await;
-        };
+        }
+        self.stream().await
+    }
+
+    /// Ships batches after `prev`, keeping up to the window in flight, and confirms them in
+    /// order as the replica acknowledges them.
+    async fn stream(&mut self) -> Result<(), Stop> {
+        let window = self.shard.env.replication_window.max(1);
+        let mut in_flight = FuturesOrdered::new();
         let mut appended = self.shard.repl.watch_appended();
-        let frames = self.frames_after(prev_lsn).await;
-        let frames = match frames {
-            Ok(f) => f,
-            Err(ShardError::WalTruncated(_)) => return self.resync().await,
-            Err(e) => return Err(e.into()),
-        };
-        if frames.is_empty() {
-            // Caught up: wait for a new record, or check in after a while.
-            let _ = tokio::time::timeout(KEEPALIVE, appended.changed()).await;
-            if self.shard.last_lsn() > prev_lsn {
-                return Ok(());
+        while self.shard.repl.is_current(&self.node, self.generation) {
+            let (sent, sent_epoch) = self.prev.expect("streaming starts from a known record");
+            let worth_sending = in_flight.is_empty()
+                || (in_flight.len() < window
+                    && self.shard.repl.recent_bytes_after(sent, PIPELINE_MIN_BYTES));
+            if worth_sending {
+                let frames = match self.frames_after(sent).await {
+                    Ok(f) => f,
+                    Err(ShardError::WalTruncated(_)) => return self.resync().await,
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(&(lsn, epoch, _)) = frames.last() {
+                    if !in_flight.is_empty() {
+                        let pipelined = &self.shard.env.metrics.replication_pipelined;
+                        pipelined.with_label_values(&[&self.shard.name]).inc();
+                    }
+                    in_flight.push_back(self.send(sent, sent_epoch, &frames));
+                    self.prev = Some((lsn, epoch));
+                    continue;
+                }
+            }
+            // Everything is sent, or too little waits to be worth a batch besides those in
+            // flight, or the window is full: wait for an acknowledgement, a new record, or
+            // (idle) the time to check in.
+            tokio::select! {
+                Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
+                    let ack = ack?;
+                    if !ack.matched {
+                        return self.resume_from(ack.last_lsn, ack.last_epoch).await;
+                    }
+                    self.shard.repl.confirmed(&self.node, self.generation, ack.durable_lsn);
+                }
+                _ = appended.changed(), if in_flight.len() < window => {}
+                _ = tokio::time::sleep(KEEPALIVE), if in_flight.is_empty() => {
+                    in_flight.push_back(self.send(sent, sent_epoch, &Vec::new()));
+                }
             }
         }
-        let epoch = self.shard.repl.epoch();
-        let body = encode_frames(&frames);
-        let ack =
-            self.client.replicate(&self.shard.name, epoch, prev_lsn, prev_epoch, body).await?;
-        if !ack.matched {
-            return self.resume_from(ack.last_lsn, ack.last_epoch).await;
-        }
-        if let Some(&(lsn, lsn_epoch, _)) = frames.last() {
-            self.prev = Some((lsn, lsn_epoch));
-        }
-        self.shard.repl.confirmed(&self.node, self.generation, ack.durable_lsn);
         Ok(())
+    }
+
+    /// One batch: `frames`, continuing the record (`prev_lsn`, `prev_epoch`).
+    fn send(
+        &self,
+        prev_lsn: u64,
+        prev_epoch: u64,
+        frames: &Frames,
+    ) -> impl std::future::Future<Output = Result<vdb_api::ReplicateAck, ClientError>> {
+        let metrics = &self.shard.env.metrics;
+        metrics.replication_batches.with_label_values(&[&self.shard.name]).inc();
+        let (client, name) = (self.client.clone(), self.shard.name.clone());
+        let (epoch, body) = (self.shard.repl.epoch(), encode_frames(frames));
+        async move { client.replicate(&name, epoch, prev_lsn, prev_epoch, body).await }
     }
 
     /// The replica's log ends at (`lsn`, `epoch`): stream from there when ours has the same
@@ -161,7 +210,6 @@ impl Stream {
         }
         self.resync().await
     }
-
     async fn resync(&mut self) -> Result<(), Stop> {
         self.shard.repl.set_stream_state(
             &self.node,
