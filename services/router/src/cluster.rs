@@ -323,11 +323,11 @@ impl Cluster {
         let view = self.state.view();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
         let call = |c: NodeClients, local: String, shard: u32| {
-            let c = match quorum {
-                true => NodeClients { read: c.read.with_read(reads.params()), write: c.write },
-                false => c,
-            };
-            call(c, local, shard)
+            if !quorum {
+                return call(c, local, shard);
+            }
+            let read = c.read.with_read(reads.params());
+            call(NodeClients { read, write: c.write }, local, shard)
         };
         let calls = shards.iter().map(|&shard| {
             let record = routed.record.shards.get(&shard);

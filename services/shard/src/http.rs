@@ -611,6 +611,8 @@ async fn replicate(
         let reached = applied.wait_for(|_| shard.last_lsn() >= q.prev_lsn);
         let _ = tokio::time::timeout(PIPELINE_WAIT, reached).await;
     }
+    // A snapshot may have replaced the shard meanwhile.
+    let shard = node.shard(&name)?;
     replication_work(move || shard.replicate(q.epoch, q.prev_lsn, q.prev_epoch, &body)).await
 }
 
