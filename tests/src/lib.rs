@@ -6,8 +6,9 @@
 //! - [`Http`]: raw JSON requests, for tests that must send what a typed client cannot
 //!   (malformed bodies, wrong types).
 //! - [`fleet`]: routers and whole fleets; [`embedder::EmbedderProcess`]: the feature-built
-//!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset; [`proxy`]: a TCP
-//!   proxy that partitions a process from its callers.
+//!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset; [`history`]: client
+//!   histories of replicated collections and their checker; [`proxy`]: a TCP proxy that
+//!   partitions a process from its callers.
 //!
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
@@ -15,6 +16,7 @@
 pub mod data;
 pub mod embedder;
 pub mod fleet;
+pub mod history;
 pub mod proxy;
 
 use anyhow::{bail, Context, Result};
