@@ -65,9 +65,10 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
-    let server = axum::serve(listener, app(embedder)).with_graceful_shutdown(async move {
-        let _ = stop_rx2.wait_for(|s| *s).await;
-    });
+    let server = axum::serve(vdb_common::listener::nodelay(listener), app(embedder))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+        });
     tracing::info!(%addr, "serving");
     tokio::select! {
         r = server => r?,

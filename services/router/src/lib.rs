@@ -69,7 +69,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     tracing::info!(%addr, router = cluster.id, "serving");
-    axum::serve(listener, app(cluster))
+    axum::serve(vdb_common::listener::nodelay(listener), app(cluster))
         .with_graceful_shutdown(async move {
             let _ = stopping.wait_for(|s| *s).await;
         })

@@ -3,6 +3,11 @@
 use clap::Parser;
 use std::io::Write;
 
+/// mimalloc instead of glibc's malloc, as in `vdb-shard`: requests allocate and free many
+/// buffers of all sizes across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = vdb_router::Config::parse();

@@ -67,9 +67,10 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
-    let server = axum::serve(listener, app(node.clone())).with_graceful_shutdown(async move {
-        let _ = stop_rx2.wait_for(|s| *s).await;
-    });
+    let server = axum::serve(vdb_common::listener::nodelay(listener), app(node.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+        });
     tracing::info!(%addr, "serving");
     let mut stop_rx3 = stop_rx;
     tokio::select! {
