@@ -52,6 +52,13 @@ enum Side {
     Vdb,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Queries {
+    Both,
+    Plain,
+    Filtered,
+}
+
 #[derive(clap::Args)]
 struct ShardArgs {
     /// Directory holding debian-minilm/ (relative paths resolve from the current directory).
@@ -100,6 +107,9 @@ struct ShardArgs {
     /// Measure only one side.
     #[arg(long, value_enum, default_value_t = Side::Both)]
     only: Side,
+    /// Measure only one kind of query (plain: no filter; filtered: by section).
+    #[arg(long, value_enum, default_value_t = Queries::Both)]
+    queries: Queries,
 }
 
 /// Index parameters shared by both sides.
@@ -186,6 +196,10 @@ fn shard(args: ShardArgs) -> Result<()> {
     // these filters exactly and never grows its contexts that way.
     let (mut raw_runs, mut vdb_runs) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for (kind, filtered) in [false, true].into_iter().enumerate() {
+        let skipped = if filtered { Queries::Plain } else { Queries::Filtered };
+        if args.queries == skipped {
+            continue;
+        }
         for &ef in &args.ef {
             let label = if filtered { "filtered" } else { "plain" };
             eprintln!("{label} ef={ef}");
