@@ -108,6 +108,12 @@ pub struct RoleAssignment {
     /// fewer replicas than this are in sync.
     #[serde(default)]
     pub min_in_sync: u32,
+    /// Primary only: the role is being handed to a replica (a planned move). The primary takes
+    /// no new writes and no strong reads (503 `unavailable`, which routers retry) but still
+    /// acknowledges the writes it already logged, within its lease. An assignment without it
+    /// lifts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handing_over: bool,
 }
 
 /// A replica of a primary's shard.

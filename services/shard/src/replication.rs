@@ -79,6 +79,8 @@ struct State {
     generation: u64,
     /// Set when this object was replaced (a snapshot installed over it): it takes nothing.
     retired: bool,
+    /// A primary handing its role over: no new writes or strong reads.
+    handing_over: bool,
 }
 
 struct Replica {
@@ -114,6 +116,7 @@ impl Replication {
                 min_in_sync: 0,
                 generation: 0,
                 retired: false,
+                handing_over: false,
             }),
             changed: watch::Sender::new(0),
             appended: watch::Sender::new(last_lsn),
@@ -164,6 +167,12 @@ impl Replication {
                 s.stored.epoch
             )));
         }
+        if s.handing_over {
+            return Err(ShardError::Unavailable(format!(
+                "this primary (epoch {}) is handing its role over to a replica; retry shortly",
+                s.stored.epoch
+            )));
+        }
         Ok(s.stored.epoch)
     }
 
@@ -207,6 +216,7 @@ impl Replication {
         let restart = a.epoch != before.epoch || a.role != before.role;
         s.stored.epoch = a.epoch;
         s.stored.role = a.role;
+        s.handing_over = a.role == Role::Primary && a.handing_over;
         let mut starts = Vec::new();
         match a.role {
             Role::Replica => {
@@ -300,6 +310,7 @@ impl Replication {
         }
         s.stored = StoredRole { role: Role::Replica, epoch, leased: s.stored.leased };
         s.lease_until = None;
+        s.handing_over = false;
         s.replicas.clear();
         s.in_sync.clear();
         s.generation += 1;
@@ -316,6 +327,7 @@ impl Replication {
         if s.current(node, generation) && s.stored.role == Role::Primary {
             s.stored.role = Role::Replica;
             s.lease_until = None;
+            s.handing_over = false;
             s.generation += 1;
             tracing::warn!(epoch = s.stored.epoch, "a replica knows a newer epoch: stepped down");
         }
@@ -591,6 +603,7 @@ mod tests {
                 .collect(),
             in_sync: in_sync.iter().map(|s| s.to_string()).collect(),
             min_in_sync: min,
+            handing_over: false,
         }
     }
 
@@ -646,6 +659,21 @@ mod tests {
         r.assign(&primary(&[], &[], 0, 0)).unwrap();
         assert!(r.check_writable().is_err());
         r.assign(&primary(&[], &[], 0, 1_000)).unwrap();
+        r.check_writable().unwrap();
+    }
+
+    #[test]
+    fn a_primary_handing_over_takes_nothing_new_but_acks_what_it_logged() {
+        let r = fresh();
+        let (starts, _) = r.assign(&primary(&["a"], &["a"], 1, 60_000)).unwrap();
+        let handing = RoleAssignment { handing_over: true, ..primary(&["a"], &["a"], 1, 0) };
+        assert!(r.assign(&handing).unwrap().0.is_empty(), "the replica keeps its stream");
+        assert!(matches!(r.check_writable(), Err(ShardError::Unavailable(_))));
+        assert!(!r.acknowledged(7, AckMode::Sync, 0).unwrap(), "waits for a's confirmation");
+        r.confirmed("a", starts[0].2, 7);
+        assert!(r.acknowledged(7, AckMode::Sync, 0).unwrap(), "a logged write is still acked");
+        // The handover given up: the next renewal lifts it.
+        r.assign(&primary(&["a"], &["a"], 1, 60_000)).unwrap();
         r.check_writable().unwrap();
     }
 
