@@ -9,6 +9,7 @@
 
 use crate::catalog::ABANDONED_AFTER;
 use crate::cluster::Cluster;
+use crate::moves::ABANDONED_MOVE;
 use crate::state::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -159,7 +160,7 @@ impl Controller {
         statuses
     }
 
-    /// Rolls back abandoned creations, finishes deletions, resumes reshardings.
+    /// Rolls back abandoned creations and moves, finishes deletions, resumes reshardings.
     async fn tidy(&self) {
         let view = self.cluster.state.view();
         let now = now_ms();
@@ -177,6 +178,19 @@ impl Controller {
                 Lifecycle::Deleting => self.cluster.finish_delete(record).await,
                 Lifecycle::Active if record.resharding.is_some() => {
                     self.spawn_reshard(&record.name).await
+                }
+                // Replicated shards' moves are driven by `Replicas`, which gives them up itself.
+                Lifecycle::Active
+                    if record.config.replication_factor == 1
+                        && record.moving.as_ref().is_some_and(|m| {
+                            now.saturating_sub(m.since_ms) > ABANDONED_MOVE.as_millis() as u64
+                        }) =>
+                {
+                    tracing::warn!(
+                        collection = record.name,
+                        "rolling back an abandoned shard move"
+                    );
+                    self.cluster.abort_move(&record.name).await
                 }
                 _ => {}
             }
