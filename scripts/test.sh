@@ -4,7 +4,8 @@
 #             the Helm chart (lint + rendered objects)          (budget 15 min incl. build)
 #   blackbox  the shard and router APIs against the release binaries; resharding under load,
 #             controller failover on etcd, replication between shard nodes, primary
-#             failover under sync writes (VDB_FAILOVERS, default 5)  (budget 10 min)
+#             failover under sync writes (VDB_FAILOVERS, default 5), moves of replicated
+#             shards                                           (budget 10 min)
 #   slow      recall on debian-minilm (one node, and 4 shards behind the router), kill -9 loop,
 #             bench and fleet demo smoke, metrics through a real Prometheus
 #             (scripts/test-observability.sh)                  (budget 25 min)
@@ -35,7 +36,7 @@ case $tier in
     ;;&
   blackbox|all) run 600 cargo test --release -p vdb-tests --test blackbox --test router \
     --test resharding_support --test resharding --test controller --test shard_replication \
-    --test replication \
+    --test replication --test replicated_moves \
     -- --test-threads 2 ;;&
   slow|all)
     run 1500 cargo test --release -p vdb-tests --test recall --test router_recall --test crash \

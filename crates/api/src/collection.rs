@@ -307,6 +307,9 @@ pub struct CollectionInfo {
     pub imbalance: Option<ImbalanceInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resharding: Option<ReshardingInfo>,
+    /// The shard copy moving between nodes, while one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<ShardMoveInfo>,
 }
 
 /// `GET /v1/collections`.
@@ -513,6 +516,17 @@ pub struct ClusterInfo {
 pub struct ShardMoveInfo {
     pub collection: String,
     pub shard: u32,
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST /v1/collections/{name}/shards/{shard}/move`: move the shard's copy on `from` to `to`
+/// (a node without a copy of that shard). A replicated shard's copy moves as a new replica
+/// that catches up, joins the in-sync set and then replaces it (a primary hands over to it
+/// first); an unreplicated shard is copied, caught up from its log and switched over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveShard {
     pub from: String,
     pub to: String,
 }

@@ -456,6 +456,12 @@ impl Cluster {
                 cut_over: r.cut_over.clone(),
                 copied: r.copied,
             }),
+            moving: record.moving.as_ref().map(|m| ShardMoveInfo {
+                collection: record.name.clone(),
+                shard: m.shard,
+                from: m.from.clone(),
+                to: m.to.clone(),
+            }),
             shards: infos,
         })
     }

@@ -38,6 +38,7 @@ pub fn app(cluster: Arc<Cluster>) -> Router {
         )
         .route("/v1/collections/{name}/shards", post(add_shard))
         .route("/v1/collections/{name}/shards/{shard}/remove", post(remove_shard))
+        .route("/v1/collections/{name}/shards/{shard}/move", post(move_shard))
         .route("/v1/collections/{name}/points", put(upsert))
         .route("/v1/collections/{name}/points/get", post(get_points))
         .route("/v1/collections/{name}/points/delete", post(delete_points))
@@ -216,6 +217,20 @@ async fn remove_shard(
     Json(req): Json<AddShard>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(c.remove_shard(&name, shard, req).await?)))
+}
+
+#[utoipa::path(post, path = "/v1/collections/{name}/shards/{shard}/move", tag = "collections", request_body = MoveShard,
+    params(("name" = String, Path, description = "collection name"), ("shard" = u32, Path, description = "shard id")),
+    responses((status = 202, description = "move started; it runs in the background (`moving` in the collection's record until done)", body = ShardMoveInfo),
+        (status = 400, description = "`from` holds no copy of the shard, `to` already holds one, or `to` is not registered (nothing changed)", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, description = "`to` is not healthy, or the collection is being resharded or has a shard moving: retry later", body = ErrorBody)))]
+async fn move_shard(
+    State(c): Cluster_,
+    Path((name, shard)): Path<(String, u32)>,
+    Json(req): Json<MoveShard>,
+) -> Result<(StatusCode, Json<ShardMoveInfo>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(c.request_move(&name, shard, req).await?)))
 }
 
 #[utoipa::path(put, path = "/v1/collections/{name}/points", tag = "points", request_body = CollectionUpsertPoints,
@@ -414,6 +429,7 @@ async fn drop_index(
         delete_collection,
         add_shard,
         remove_shard,
+        move_shard,
         upsert,
         get_points,
         delete_points,

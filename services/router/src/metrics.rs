@@ -22,6 +22,7 @@ pub struct Metrics {
     pub write_block_seconds: Histogram,
     pub failovers: IntCounter,
     pub failover_seconds: Histogram,
+    pub handovers: IntCounter,
     pub embed_calls: IntCounterVec,
     pub embed_texts: IntCounterVec,
     pub embed_seconds: HistogramVec,
@@ -85,6 +86,10 @@ impl Metrics {
                 "From the first failed lease renewal to the new primary's assignment",
                 &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0],
             )?,
+            handovers: register(r, IntCounter::new(
+                "vdb_router_handovers_total",
+                "Primary roles handed to an in-sync replica by a planned move (controller only)",
+            )?)?,
             embed_calls: register(r, IntCounterVec::new(
                 Opts::new("vdb_router_embed_calls_total", "Router → embedder calls that embed texts, by model"),
                 &["model"],

@@ -57,6 +57,7 @@ impl Cluster {
                 replicas: vec![],
                 in_sync: vec![],
                 min_in_sync: 0,
+                handing_over: false,
             });
         }
         let view = self.state.view();
@@ -73,6 +74,7 @@ impl Cluster {
             replicas,
             in_sync: s.in_sync.clone(),
             min_in_sync: record.config.min_in_sync,
+            handing_over: false,
         })
     }
 
@@ -155,7 +157,7 @@ impl Replicas {
     }
 
     async fn shard(&self, record: &CollectionRecord, shard: u32) -> Result<()> {
-        if self.view_healthy_primary(record, shard) && self.resize(record, shard).await? {
+        if self.view_healthy_primary(record, shard) && self.reshape(record, shard).await? {
             return Ok(()); // the next tick works from the changed record
         }
         let view = self.cluster.state.view();
@@ -228,12 +230,20 @@ impl Replicas {
         record.shards[&shard].nodes.first().is_some_and(|p| self.cluster.state.view().is_healthy(p))
     }
 
+    /// Works on the copies of `shard`: the move under way, else its replication factor.
+    /// Whether the record changed.
+    async fn reshape(&self, record: &CollectionRecord, shard: u32) -> Result<bool> {
+        match record.moving.as_ref().filter(|m| m.shard == shard) {
+            Some(m) => self.move_step(record, shard, m).await,
+            None => self.resize(record, shard).await,
+        }
+    }
+
     /// Adds or removes one replica of `shard` when its copies differ from the collection's
     /// replication factor (see the module docs); whether the record changed.
     async fn resize(&self, record: &CollectionRecord, shard: u32) -> Result<bool> {
         let s = &record.shards[&shard];
         let want = record.config.replication_factor as usize;
-        let (epoch, local) = (s.epoch, record.local_name(shard));
         if s.nodes.len() < want {
             let view = self.cluster.state.view();
             let Some(node) = crate::catalog::node_loads(&view)
@@ -244,32 +254,7 @@ impl Replicas {
             else {
                 return Ok(false); // too few healthy nodes: wait for one
             };
-            let config = crate::catalog::shard_config(record, shard, s.nodes.len());
-            match self.cluster.clients(&node)?.write.create_shard(&local, &config).await {
-                Ok(_) => {}
-                // A copy left from an earlier membership: its primary resyncs it.
-                Err(e) if e.code() == Some(vdb_api::ErrorCode::AlreadyExists) => {}
-                Err(e) => return Err(RouterError::from_shard(shard, &node, e)),
-            }
-            let added = self
-                .cluster
-                .state
-                .update_collection(&record.name, |r| {
-                    let Some(s) = r.shards.get_mut(&shard) else {
-                        return Ok::<_, RouterError>(false);
-                    };
-                    if s.epoch != epoch || s.nodes.len() >= want || s.nodes.contains(&node) {
-                        return Ok(false);
-                    }
-                    s.nodes.push(node.clone());
-                    Ok(true)
-                })
-                .await?;
-            let added = added.is_some_and(|r| r.shards[&shard].nodes.contains(&node));
-            if added {
-                tracing::info!(collection = record.name, shard, node, "replica added");
-            }
-            return Ok(added);
+            return self.add_replica(record, shard, &node, want).await;
         }
         if s.nodes.len() > want.max(2) {
             let view = self.cluster.state.view();
@@ -282,46 +267,254 @@ impl Replicas {
                 .or(replicas.last())
                 .cloned()
                 .expect("a shard with more copies than wanted has replicas");
-            let updated = self
-                .cluster
-                .state
-                .update_collection(&record.name, |r| {
-                    let Some(s) = r.shards.get_mut(&shard) else {
-                        return Ok::<_, RouterError>(false);
-                    };
-                    if s.epoch != epoch || s.nodes.len() <= want || !s.nodes[1..].contains(&victim)
-                    {
-                        return Ok(false);
-                    }
-                    s.nodes.retain(|n| *n != victim);
-                    s.in_sync.retain(|n| *n != victim);
-                    Ok(true)
-                })
-                .await?;
-            let Some(updated) = updated.filter(|r| !r.shards[&shard].nodes.contains(&victim))
-            else {
-                return Ok(false);
-            };
-            // The primary stops shipping to it and waiting for it before its copy goes.
-            let primary = &updated.shards[&shard].nodes[0];
-            let a = self.cluster.assignment(&updated, shard, primary, 0)?;
-            if let Ok(c) = self.cluster.clients(primary) {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), c.write.assign_role(&local, &a))
-                        .await;
-            }
-            let dropped = match self.cluster.clients(&victim) {
-                Ok(c) => c.write.drop_shard(&local).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = dropped {
-                tracing::warn!(collection = record.name, shard, node = victim, error = %e,
-                    "removed replica's copy not dropped");
-            }
-            tracing::info!(collection = record.name, shard, node = victim, "replica removed");
-            return Ok(true);
+            return self.remove_replica(record, shard, &victim, want).await;
         }
         Ok(false)
+    }
+
+    /// One step of the replicated move `m` of `shard` (see `moves.rs`): add the target as a
+    /// replica; once it is in sync, hand it the primary role if the source has it; then remove
+    /// the source's copy, which ends the move. A move older than `ABANDONED_MOVE` is given up
+    /// (`resize` then trims the extra copy, preferring one not in sync). Whether the record
+    /// changed.
+    async fn move_step(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        m: &MoveRecord,
+    ) -> Result<bool> {
+        let s = &record.shards[&shard];
+        let abandoned =
+            now_ms().saturating_sub(m.since_ms) > crate::moves::ABANDONED_MOVE.as_millis() as u64;
+        if abandoned || !s.nodes.contains(&m.from) {
+            if abandoned {
+                tracing::warn!(
+                    collection = record.name,
+                    shard,
+                    from = m.from,
+                    to = m.to,
+                    "giving up a shard move that did not finish"
+                );
+            }
+            let ours = Some(m.clone());
+            self.cluster
+                .state
+                .update_collection(&record.name, |r| {
+                    let changed = r.moving == ours;
+                    if changed {
+                        r.moving = None;
+                    }
+                    Ok::<_, RouterError>(changed)
+                })
+                .await?;
+            return Ok(true);
+        }
+        if !s.nodes.contains(&m.to) {
+            if !self.cluster.state.view().is_healthy(&m.to) {
+                return Ok(false); // wait for the target to be back
+            }
+            return self.add_replica(record, shard, &m.to, s.nodes.len() + 1).await;
+        }
+        if s.nodes[0] == m.from {
+            if !s.in_sync.contains(&m.to) {
+                return Ok(false); // still catching up
+            }
+            return self.hand_over(record, shard, &m.to).await;
+        }
+        if s.nodes[0] != m.to && !s.in_sync.contains(&m.to) {
+            return Ok(false);
+        }
+        self.remove_replica(record, shard, &m.from, 1).await
+    }
+
+    /// Adds `node` as a replica of `shard`, unless the shard already has `limit` copies:
+    /// created empty there, then named in the record (its primary streams it the log, or a
+    /// snapshot). Whether the record changed.
+    async fn add_replica(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        node: &str,
+        limit: usize,
+    ) -> Result<bool> {
+        let s = &record.shards[&shard];
+        let (epoch, local) = (s.epoch, record.local_name(shard));
+        let config = crate::catalog::shard_config(record, shard, s.nodes.len());
+        match self.cluster.clients(node)?.write.create_shard(&local, &config).await {
+            Ok(_) => {}
+            // A copy left from an earlier membership: its primary resyncs it.
+            Err(e) if e.code() == Some(vdb_api::ErrorCode::AlreadyExists) => {}
+            Err(e) => return Err(RouterError::from_shard(shard, node, e)),
+        }
+        let added = self
+            .cluster
+            .state
+            .update_collection(&record.name, |r| {
+                let Some(s) = r.shards.get_mut(&shard) else {
+                    return Ok::<_, RouterError>(false);
+                };
+                if s.epoch != epoch || s.nodes.len() >= limit || s.nodes.iter().any(|n| n == node) {
+                    return Ok(false);
+                }
+                s.nodes.push(node.to_string());
+                Ok(true)
+            })
+            .await?;
+        let added = added.is_some_and(|r| r.shards[&shard].nodes.iter().any(|n| n == node));
+        if added {
+            tracing::info!(collection = record.name, shard, node, "replica added");
+        }
+        Ok(added)
+    }
+
+    /// Removes the replica on `victim` unless the shard has only `keep` copies: from the
+    /// record first (ending a move whose source it is), then from the primary's assignment,
+    /// then its copy is dropped. Whether the record changed.
+    async fn remove_replica(
+        &self,
+        record: &CollectionRecord,
+        shard: u32,
+        victim: &str,
+        keep: usize,
+    ) -> Result<bool> {
+        let (epoch, local) = (record.shards[&shard].epoch, record.local_name(shard));
+        let updated = self
+            .cluster
+            .state
+            .update_collection(&record.name, |r| {
+                let moving_from =
+                    r.moving.as_ref().is_some_and(|m| m.shard == shard && m.from == victim);
+                let Some(s) = r.shards.get_mut(&shard) else {
+                    return Ok::<_, RouterError>(false);
+                };
+                if s.epoch != epoch
+                    || s.nodes.len() <= keep
+                    || !s.nodes[1..].iter().any(|n| n == victim)
+                {
+                    return Ok(false);
+                }
+                s.nodes.retain(|n| n != victim);
+                s.in_sync.retain(|n| n != victim);
+                if moving_from {
+                    r.moving = None;
+                }
+                Ok(true)
+            })
+            .await?;
+        let Some(updated) = updated.filter(|r| !r.shards[&shard].nodes.iter().any(|n| n == victim))
+        else {
+            return Ok(false);
+        };
+        // The primary stops shipping to it and waiting for it before its copy goes.
+        let primary = &updated.shards[&shard].nodes[0];
+        let a = self.cluster.assignment(&updated, shard, primary, 0)?;
+        if let Ok(c) = self.cluster.clients(primary) {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), c.write.assign_role(&local, &a)).await;
+        }
+        let dropped = match self.cluster.clients(victim) {
+            Ok(c) => c.write.drop_shard(&local).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(collection = record.name, shard, node = victim, error = %e,
+                "removed replica's copy not dropped");
+        }
+        tracing::info!(collection = record.name, shard, node = victim, "replica removed");
+        Ok(true)
+    }
+
+    /// Hands the primary role of `shard` to its in-sync replica `to` (a planned switchover):
+    /// the primary is told it is handing over, so it takes no new writes or strong reads (the
+    /// routers retry them) while still acknowledging what it logged; once `to` has confirmed
+    /// its whole log, a compare-and-swap bumps the epoch with `to` first and the old primary
+    /// last among the replicas, and both hear their new roles. Nothing acknowledged can be
+    /// missing from `to`, whatever the write consistency. If `to` does not catch up within
+    /// half a lease (the old primary's lease is not renewed meanwhile), this same tick's lease
+    /// renewal lifts the handover and the primary goes on.
+    async fn hand_over(&self, record: &CollectionRecord, shard: u32, to: &str) -> Result<bool> {
+        let s = &record.shards[&shard];
+        let (old, epoch, local) = (s.nodes[0].clone(), s.epoch, record.local_name(shard));
+        // Its lease is kept, so the writes it logged are still acknowledged.
+        let stop = RoleAssignment {
+            handing_over: true,
+            ..self.cluster.assignment(record, shard, &old, 0)?
+        };
+        let client = self.cluster.clients(&old)?.write;
+        let deadline =
+            Instant::now() + Duration::from_millis(self.cluster.config.primary_lease_ms / 2);
+        loop {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(1), client.assign_role(&local, &stop))
+                    .await
+                    .unwrap_or(Err(ClientError::Timeout));
+            let caught_up = match answer {
+                Ok(info) => {
+                    info.replicas.iter().any(|r| r.node == to && r.acked_lsn >= info.last_lsn)
+                }
+                Err(e) => {
+                    tracing::warn!(collection = record.name, shard, node = old, error = %e,
+                        "primary did not step down for a handover");
+                    false
+                }
+            };
+            if caught_up {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    collection = record.name,
+                    shard,
+                    from = old,
+                    to,
+                    "handover target did not confirm the primary's log in time; retrying later"
+                );
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let updated = self
+            .cluster
+            .state
+            .update_collection(&record.name, |r| {
+                let Some(s) = r.shards.get_mut(&shard) else { return Ok::<_, RouterError>(false) };
+                if s.epoch != epoch || s.nodes[0] != old || !s.in_sync.iter().any(|n| n == to) {
+                    return Ok(false);
+                }
+                let mut nodes = vec![to.to_string()];
+                nodes.extend(s.nodes.iter().filter(|n| **n != to && **n != old).cloned());
+                nodes.push(old.clone());
+                s.nodes = nodes;
+                s.epoch = epoch + 1;
+                s.in_sync.retain(|n| n != to);
+                Ok(true)
+            })
+            .await?
+            .ok_or_else(|| RouterError::NotFound(format!("collection {} is gone", record.name)))?;
+        if updated.shards[&shard].epoch != epoch + 1 {
+            return Ok(false); // changed meanwhile; the old primary's lease is renewed again
+        }
+        let lease = now_ms() + self.cluster.config.primary_lease_ms;
+        let a = self.cluster.assignment(&updated, shard, to, lease)?;
+        self.cluster
+            .clients(to)?
+            .write
+            .assign_role(&local, &a)
+            .await
+            .map_err(|e| RouterError::from_shard(shard, to, e))?;
+        let demoted = self.cluster.assignment(&updated, shard, &old, 0)?;
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.assign_role(&local, &demoted))
+            .await;
+        self.cluster.metrics.handovers.inc();
+        tracing::info!(
+            collection = record.name,
+            shard,
+            from = old,
+            to,
+            epoch = epoch + 1,
+            "primary handed over"
+        );
+        Ok(true)
     }
 
     /// Recomputes the in-sync set from the primary's report; records a change.
