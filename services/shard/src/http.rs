@@ -613,7 +613,13 @@ async fn replicate(
     }
     // A snapshot may have replaced the shard meanwhile.
     let shard = node.shard(&name)?;
-    replication_work(move || shard.replicate(q.epoch, q.prev_lsn, q.prev_epoch, &body)).await
+    // Replicas take their own background snapshots, so their logs are truncated too.
+    replication_work(move || {
+        let ack = shard.replicate(q.epoch, q.prev_lsn, q.prev_epoch, &body)?;
+        node.after_write(&shard);
+        Ok(ack)
+    })
+    .await
 }
 
 /// How long a batch waits for the batch before it (see [`replicate`]).
