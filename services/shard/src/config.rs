@@ -73,6 +73,12 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..=64))]
     pub replication_window: u64,
 
+    /// Bytes of the latest log records each primary shard keeps in memory for its replicas;
+    /// a replica further behind is sent older records from the WAL files while they last
+    /// (snapshots truncate them), then a snapshot.
+    #[arg(long, env = "VDB_REPLICATION_MEMORY_BYTES", default_value_t = 32 << 20)]
+    pub replication_memory_bytes: u64,
+
     /// Log JSON lines instead of text.
     #[arg(long, env = "VDB_LOG_JSON")]
     pub log_json: bool,

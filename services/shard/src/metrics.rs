@@ -21,6 +21,7 @@ pub struct ShardMetrics {
     pub wal_append_bytes: IntCounterVec,
     pub replication_batches: IntCounterVec,
     pub replication_pipelined: IntCounterVec,
+    pub replica_snapshots: IntCounterVec,
     pub wal_fsync_seconds: Histogram,
     pub snapshot_seconds: Histogram,
     pub snapshot_size_bytes: IntGaugeVec,
@@ -89,6 +90,10 @@ impl ShardMetrics {
             replication_pipelined: shard_counter(
                 "vdb_shard_replication_pipelined_batches_total",
                 "batches of the log sent to a replica while another to it was in flight",
+            )?,
+            replica_snapshots: shard_counter(
+                "vdb_shard_replica_snapshots_total",
+                "snapshots a primary sent to a replica its log no longer reached back to (or that diverged)",
             )?,
             wal_fsync_seconds: histogram(
                 "vdb_shard_wal_fsync_duration_seconds",
@@ -171,6 +176,7 @@ impl ShardMetrics {
         let _ = self.wal_append_bytes.remove_label_values(&[shard]);
         let _ = self.replication_batches.remove_label_values(&[shard]);
         let _ = self.replication_pipelined.remove_label_values(&[shard]);
+        let _ = self.replica_snapshots.remove_label_values(&[shard]);
         let _ = self.recovery_seconds.remove_label_values(&[shard]);
     }
 }

@@ -61,6 +61,7 @@ impl Node {
             insert_pool: Arc::new(insert_pool),
             metrics: metrics.clone(),
             replication_window: config.replication_window as usize,
+            replication_memory_bytes: config.replication_memory_bytes as usize,
         };
         std::fs::create_dir_all(config.data_dir.join("shards"))?;
         Ok(Arc::new(Node {

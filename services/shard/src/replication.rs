@@ -35,9 +35,6 @@ use vdb_api::{
 };
 
 const FILE: &str = "role.json";
-/// The log tail a primary keeps in memory for its replicas (older records are read back from
-/// the WAL files).
-const RECENT_BYTES: usize = 32 << 20;
 
 /// What survives a restart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +54,9 @@ pub struct Replication {
     /// The last LSN applied: what shippers waiting for new records watch.
     appended: watch::Sender<u64>,
     recent: Mutex<Recent>,
+    /// The log tail a primary keeps in memory for its replicas (older records are read back
+    /// from the WAL files while they last, then a snapshot is sent).
+    recent_bytes: usize,
 }
 
 impl State {
@@ -106,7 +106,7 @@ pub type Frames = Vec<(u64, u64, Arc<[u8]>)>;
 pub type ShipperStart = (String, String, u64);
 
 impl Replication {
-    pub fn new(stored: StoredRole, last_lsn: u64) -> Self {
+    pub fn new(stored: StoredRole, last_lsn: u64, recent_bytes: usize) -> Self {
         Replication {
             state: Mutex::new(State {
                 stored,
@@ -121,6 +121,7 @@ impl Replication {
             changed: watch::Sender::new(0),
             appended: watch::Sender::new(last_lsn),
             recent: Mutex::new(Recent::default()),
+            recent_bytes,
         }
     }
 
@@ -345,7 +346,7 @@ impl Replication {
             let mut r = self.recent.lock();
             r.records.push_back((lsn, epoch, op.into(), Instant::now()));
             r.bytes += op.len();
-            while r.bytes > RECENT_BYTES && r.records.len() > 1 {
+            while r.bytes > self.recent_bytes && r.records.len() > 1 {
                 let (_, _, old, _) = r.records.pop_front().expect("non-empty");
                 r.bytes -= old.len();
             }
@@ -608,7 +609,7 @@ mod tests {
     }
 
     fn fresh() -> Replication {
-        Replication::new(StoredRole { role: Role::Primary, epoch: 0, leased: false }, 0)
+        Replication::new(StoredRole { role: Role::Primary, epoch: 0, leased: false }, 0, 1 << 20)
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ShardEnv {
     pub metrics: Arc<crate::metrics::ShardMetrics>,
     /// Batches a primary keeps in flight to each replica (see [`crate::shipper`]).
     pub replication_window: usize,
+    /// Bytes of the latest log records a primary keeps in memory for its replicas.
+    pub replication_memory_bytes: usize,
 }
 
 pub(crate) struct Writer {
@@ -110,7 +112,7 @@ impl LocalShard {
     }
 
     fn with_role(mut self, role: StoredRole, last_epoch: u64) -> Self {
-        self.repl = Replication::new(role, self.last_lsn());
+        self.repl = Replication::new(role, self.last_lsn(), self.env.replication_memory_bytes);
         self.set_log_end(self.last_lsn(), last_epoch);
         self
     }
@@ -217,7 +219,7 @@ impl LocalShard {
             snapshotting: AtomicBool::new(false),
             guard: RwLock::new(None),
             searches: AtomicU64::new(0),
-            repl: Replication::new(StoredRole::default(), 0),
+            repl: Replication::new(StoredRole::default(), 0, env.replication_memory_bytes),
             env,
         }
     }

@@ -210,6 +210,8 @@ impl Stream {
         }
         self.resync().await
     }
+
+    /// Sends the replica a snapshot of the shard and streams on from the LSN it covers.
     async fn resync(&mut self) -> Result<(), Stop> {
         self.shard.repl.set_stream_state(
             &self.node,
@@ -226,6 +228,7 @@ impl Stream {
         let epoch = self.shard.repl.epoch();
         let ack =
             self.bulk.install_replica_snapshot(&self.shard.name, epoch, transfer.encode()).await?;
+        self.shard.env.metrics.replica_snapshots.with_label_values(&[&self.shard.name]).inc();
         self.prev = Some((ack.last_lsn, ack.last_epoch));
         self.shard.repl.confirmed(&self.node, self.generation, ack.durable_lsn);
         Ok(())
