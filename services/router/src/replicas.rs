@@ -13,17 +13,18 @@
 //!   the metastore (compare-and-swap) *before* the primary hears of it, so a replica the
 //!   primary stops waiting for is never promoted;
 //! - replicas get their assignment (role and epoch), which also turns a former primary that
-//!   came back into a replica;
+//!   came back into a replica; a replica's node that answers without the copy (wiped, or a
+//!   new disk) gets it created empty and resynced;
 //! - a shard with fewer copies than the collection's `replication_factor` gets a replica on the
 //!   least-loaded healthy node without one (created empty; its primary streams it its log, or
 //!   a snapshot, and it joins the in-sync set once caught up); one with more loses a replica
 //!   (unhealthy, then out of sync, then the last): removed from the record first, then from
 //!   the primary's assignment, then dropped on its node. One change per shard per tick;
-//! - a primary whose node is down is replaced once its lease has surely ended (the latest
-//!   grant plus `clock_skew_ms`; a controller that just took over assumes a grant at its start):
-//!   the healthy in-sync replica with the highest LSN is promoted with a compare-and-swap that
-//!   bumps the shard's epoch. With no healthy in-sync replica the shard stays unavailable rather
-//!   than lose acknowledged writes.
+//! - a primary whose node is down, or answers without the copy, is replaced once its lease
+//!   has surely ended (the latest grant plus `clock_skew_ms`; a controller that just took
+//!   over assumes a grant at its start): the healthy in-sync replica with the highest LSN is
+//!   promoted with a compare-and-swap that bumps the shard's epoch. With no healthy in-sync
+//!   replica the shard stays unavailable rather than lose acknowledged writes.
 
 use crate::cluster::Cluster;
 use crate::error::{Result, RouterError};
@@ -33,7 +34,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vdb_api::{ReplicaState, ReplicaTarget, ReplicationInfo, Role, RoleAssignment};
+use vdb_api::{ErrorCode, ReplicaState, ReplicaTarget, ReplicationInfo, Role, RoleAssignment};
 use vdb_client::ClientError;
 
 impl Cluster {
@@ -174,6 +175,9 @@ impl Replicas {
         });
         let remember = |lease: Lease| self.leases.lock().insert(key.clone(), lease);
         let deadline = self.cluster.config.health_interval().max(Duration::from_millis(200));
+        // A primary whose node answers but no longer holds the copy (its disk was wiped or
+        // replaced) is failed over like a dead one, and comes back as a replica.
+        let mut copy_lost = false;
         if view.is_healthy(&primary) {
             let until = if lease.renewing { now_ms() + lease_ms } else { 0 };
             lease.granted_until_ms = lease.granted_until_ms.max(until);
@@ -197,10 +201,12 @@ impl Replicas {
                     lease.renewing = false;
                     lease.failing_since.get_or_insert_with(Instant::now);
                     remember(lease);
+                    copy_lost = e.code() == Some(ErrorCode::NotFound);
                     tracing::debug!(collection = record.name, shard, error = %e, "lease renewal failed");
                 }
             }
-        } else {
+        }
+        if copy_lost || !view.is_healthy(&primary) {
             lease.failing_since.get_or_insert_with(Instant::now);
             remember(lease);
             let ends = lease.granted_until_ms + self.cluster.config.clock_skew_ms;
@@ -212,18 +218,58 @@ impl Replicas {
         }
         // Replicas learn their role and epoch (a former primary that came back steps down),
         // all at once, each within the deadline.
-        let assignments = s.nodes.iter().skip(1).filter(|n| view.is_healthy(n)).map(|node| {
-            let (a, clients) =
-                (self.cluster.assignment(record, shard, node, 0), self.cluster.clients(node));
-            let local = &local;
-            async move {
-                if let (Ok(a), Ok(c)) = (a, clients) {
-                    let _ = tokio::time::timeout(deadline, c.write.assign_role(local, &a)).await;
-                }
-            }
-        });
+        let assignments =
+            s.nodes.iter().skip(1).filter(|n| view.is_healthy(n)).map(|node| {
+                tokio::time::timeout(deadline, self.assign_replica(record, shard, node))
+            });
         join_all(assignments).await;
         Ok(())
+    }
+
+    /// Gives `node`'s copy of `shard` its replica assignment. A node that answers but lost
+    /// its copy (wiped, or its disk replaced) gets it created empty first: its primary then
+    /// resyncs it from the log, or with a snapshot where the log no longer reaches back.
+    async fn assign_replica(&self, record: &CollectionRecord, shard: u32, node: &str) {
+        let (Ok(a), Ok(c)) =
+            (self.cluster.assignment(record, shard, node, 0), self.cluster.clients(node))
+        else {
+            return;
+        };
+        let local = record.local_name(shard);
+        let Err(e) = c.write.assign_role(&local, &a).await else { return };
+        if e.code() != Some(ErrorCode::NotFound) || !self.still_holds(record, shard, node).await {
+            return;
+        }
+        let position = record.shards[&shard].nodes.iter().position(|n| n == node).unwrap_or(1);
+        let config = crate::catalog::shard_config(record, shard, position.max(1));
+        if let Err(e) = c.write.create_shard(&local, &config).await {
+            tracing::warn!(collection = record.name, shard, node, error = %e, "cannot recreate a missing replica copy");
+            return;
+        }
+        // A deletion (or a removal of this replica) that dropped the copy while it was being
+        // recreated finds it on the second look, and it goes again.
+        if !self.still_holds(record, shard, node).await {
+            let _ = c.write.drop_shard(&local).await;
+            return;
+        }
+        tracing::warn!(
+            collection = record.name,
+            shard,
+            node,
+            "a replica's copy was missing: recreated empty"
+        );
+        let _ = c.write.assign_role(&local, &a).await;
+    }
+
+    /// Whether the metastore's record of `record` (read afresh) is still active and lists
+    /// `node` among the copies of `shard`.
+    async fn still_holds(&self, record: &CollectionRecord, shard: u32, node: &str) -> bool {
+        matches!(
+            self.cluster.state.fresh_collection(&record.name).await,
+            Ok(Some((fresh, _))) if fresh.uid == record.uid
+                && fresh.lifecycle == Lifecycle::Active
+                && fresh.shards.get(&shard).is_some_and(|s| s.nodes.iter().any(|n| n == node))
+        )
     }
 
     fn view_healthy_primary(&self, record: &CollectionRecord, shard: u32) -> bool {
@@ -343,7 +389,7 @@ impl Replicas {
         match self.cluster.clients(node)?.write.create_shard(&local, &config).await {
             Ok(_) => {}
             // A copy left from an earlier membership: its primary resyncs it.
-            Err(e) if e.code() == Some(vdb_api::ErrorCode::AlreadyExists) => {}
+            Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => {}
             Err(e) => return Err(RouterError::from_shard(shard, node, e)),
         }
         let added = self
