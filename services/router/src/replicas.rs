@@ -82,10 +82,17 @@ impl Cluster {
     /// Tells every copy of a new collection its role (replicas first), the primaries with a
     /// lease. Nothing to do without replicas: a lone copy needs no lease.
     pub async fn assign_all_roles(&self, record: &CollectionRecord) -> Result<()> {
+        let shards: Vec<u32> = record.shards.keys().copied().collect();
+        self.assign_roles(record, &shards).await
+    }
+
+    /// [`Cluster::assign_all_roles`] for the new shards `shards` of `record` only.
+    pub async fn assign_roles(&self, record: &CollectionRecord, shards: &[u32]) -> Result<()> {
         if record.config.replication_factor < 2 {
             return Ok(());
         }
-        for (&shard, s) in &record.shards {
+        for &shard in shards {
+            let s = &record.shards[&shard];
             for node in s.nodes.iter().skip(1).chain(s.nodes.first()) {
                 let lease = now_ms() + self.config.primary_lease_ms;
                 let a = self.assignment(record, shard, node, lease)?;

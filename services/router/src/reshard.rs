@@ -172,13 +172,6 @@ impl Cluster {
         new: Option<u32>,
     ) -> Result<()> {
         let record = &routed.record;
-        if record.config.replication_factor > 1 {
-            return Err(RouterError::Invalid(format!(
-                "collection {} is replicated; resharding replicated collections is not supported \
-                 yet",
-                record.name
-            )));
-        }
         if record.resharding.is_some() {
             return Err(RouterError::Rejected {
                 code: ErrorCode::AlreadyExists,
@@ -204,6 +197,9 @@ impl Cluster {
             );
             next.next_shard_id = new + 1;
             self.create_local_shards(&next, &[new]).await?;
+            // Replicated: the new primary takes writes (the payload indexes below, the copy)
+            // only with a lease, and streams them to its replicas.
+            self.assign_roles(&next, &[new]).await?;
             // The new shard needs the collection's payload indexes.
             let source = record.map[0];
             let client = self.clients(routed.primary(source)?)?.read;
@@ -297,10 +293,7 @@ impl Cluster {
         for &shard in &plan.to.shards {
             let guard =
                 WriteGuard { ownership: ownership(&plan, &plan.from.shards, shard), frozen: false };
-            self.shard_client(&routed_final, shard)?
-                .install_guard(&finished.local_name(shard), &guard)
-                .await
-                .map_err(|e| RouterError::from_shard(shard, "", e))?;
+            self.install_guard_on_copies(&routed_final, shard, &guard).await?;
         }
         if !removed.is_empty() {
             // Requests routed with the previous view may still reach a removed shard: let them
@@ -327,6 +320,41 @@ impl Cluster {
 
     fn shard_client(&self, routed: &Routed, shard: u32) -> Result<ShardClient> {
         Ok(self.clients(routed.primary(shard)?)?.write)
+    }
+
+    /// Installs `guard` on the primary of `shard`, then on its replicas, so that a replica
+    /// promoted later keeps refusing what the shard no longer owns. The primary and every
+    /// in-sync replica (those that may be promoted) must take it; a replica out of sync that
+    /// cannot be reached is skipped (logged).
+    async fn install_guard_on_copies(
+        &self,
+        routed: &Routed,
+        shard: u32,
+        guard: &WriteGuard,
+    ) -> Result<()> {
+        let record = &routed.record;
+        let local = record.local_name(shard);
+        let s = &record.shards[&shard];
+        for (i, node) in s.nodes.iter().enumerate() {
+            let result = match self.clients(node) {
+                Ok(c) => c
+                    .write
+                    .install_guard(&local, guard)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| RouterError::from_shard(shard, node, e)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if i > 0 && !s.in_sync.contains(node) => {
+                    tracing::warn!(collection = record.name, shard, node, error = %e,
+                        "write guard not installed on an out-of-sync replica");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Steps 2 of the protocol for one source: copy, catch up, freeze, cut over.
@@ -356,7 +384,7 @@ impl Cluster {
                 if frozen {
                     let guard =
                         WriteGuard { ownership: ownership(plan, cut_over, source), frozen: true };
-                    src.install_guard(&local, &guard).await.map_err(err)?;
+                    self.install_guard_on_copies(routed, source, &guard).await?;
                 }
                 let apply = |op| self.apply_to_targets(routed, t, source, op);
                 match follow_wal(&src, &local, &mut lsn, apply).await {
@@ -390,7 +418,7 @@ impl Cluster {
             let mut now_cut = cut_over.to_vec();
             now_cut.push(source);
             let guard = WriteGuard { ownership: ownership(plan, &now_cut, source), frozen: false };
-            src.install_guard(&local, &guard).await.map_err(err)?;
+            self.install_guard_on_copies(routed, source, &guard).await?;
             self.metrics.write_block_seconds.observe(frozen_at.elapsed().as_secs_f64());
             return Ok(copied);
         }
