@@ -36,6 +36,10 @@
 //!   acknowledged. `a_partitioned_async_primary_loses_at_most_its_last_moment`: lost writes
 //!   are counted, each acknowledged less than the documented bound before the new primary
 //!   was named.
+//! - `a_replicated_collection_is_resharded_under_sync_writes`: RF=2, `sync`, one shard split
+//!   in two and merged back online: no write fails, nothing is lost, every copy (replicas
+//!   too) carries the final map's write guard, copies are equal and the shards together hold
+//!   the collection, each point once.
 //! - `restarted_and_wiped_copies_are_rebuilt_and_converge`: under `sync` writes, a replica's
 //!   node killed and restarted, then killed, wiped and restarted, then the primary's copy
 //!   dropped on its node that stays up: each copy is rebuilt (the wiped and dropped ones from
@@ -641,5 +645,103 @@ fn restarted_and_wiped_copies_are_rebuilt_and_converge() {
     );
     assert!(wiped_snapshots >= 1.0, "the wiped replica was not sent a snapshot");
     assert!(dropped_snapshots >= 1.0, "the dropped copy was not sent a snapshot");
+    v.assert_nothing_lost();
+}
+
+#[test]
+fn a_replicated_collection_is_resharded_under_sync_writes() {
+    // Nemesis: online resharding of a `sync` RF=2 collection (1 shard → 2, then back to 1)
+    // under writes and strong, quorum and eventual reads through the router. Asserts: the new
+    // shard gets a primary and an in-sync replica, nothing acknowledged is lost, no value that
+    // was never written appears, every copy of every shard equals its primary's point by point,
+    // and the shards together hold the collection, each point once.
+    let fleet = Fleet::start(3, &[], ROUTER_ARGS).unwrap();
+    let http = fleet.http();
+    let r = http
+        .put(
+            "/v1/collections/c",
+            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2,
+                    "write_consistency": {"mode": "sync"}}),
+        )
+        .unwrap();
+    assert_eq!(r.0, 201, "{r:?}");
+    let load = Load::start(&http, "c");
+    let resharded = |shards: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = http.get("/v1/collections/c").unwrap().1;
+            let placed = info["shards"].as_array().unwrap();
+            let settled =
+                placed.iter().all(|s| s["in_sync"].as_array().is_some_and(|a| a.len() == 1));
+            if info["resharding"].is_null() && placed.len() == shards && settled {
+                return info;
+            }
+            assert!(Instant::now() < deadline, "resharding did not finish: {info}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let r = http.post("/v1/collections/c/shards", &json!({})).unwrap();
+    assert!(r.0 == 200 || r.0 == 202, "{r:?}");
+    let two = resharded(2);
+    let split = t.elapsed();
+    // Replicas hold the final map's write guard too, so a promoted one refuses stale routing.
+    // (They are installed right after the record says the resharding is done.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let unguarded = || -> Vec<Value> {
+        let listed = |n: &ShardProcess| n.http().get("/v1/shards").unwrap().1["shards"].clone();
+        let all: Vec<Value> =
+            fleet.shards.iter().flat_map(|n| listed(n).as_array().unwrap().clone()).collect();
+        all.into_iter().filter(|s| !s["guard"].is_object()).collect()
+    };
+    while !unguarded().is_empty() {
+        assert!(Instant::now() < deadline, "copies without a write guard: {:?}", unguarded());
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let r = http.post("/v1/collections/c/shards/0/remove", &json!({})).unwrap();
+    assert!(r.0 == 200 || r.0 == 202, "{r:?}");
+    resharded(1);
+    let merged = t.elapsed();
+    let seen = load.stop();
+    let content = content(&http, "c");
+    let v = check(&seen, &content);
+
+    // The removed shard's copies are dropped once routers with the previous map are done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = || -> usize {
+        let names = |n: &ShardProcess| n.http().get("/v1/shards").unwrap().1["shards"].clone();
+        fleet.shards.iter().map(|n| names(n).as_array().unwrap().len()).sum()
+    };
+    while listed() != 2 {
+        assert!(Instant::now() < deadline, "the removed shard's copies were not dropped");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Every copy of each local shard, and the union of the shards.
+    let mut copies: BTreeMap<String, Vec<BTreeMap<u64, u64>>> = BTreeMap::new();
+    for node in &fleet.shards {
+        let names = node.http().get("/v1/shards").unwrap().1["shards"].clone();
+        for s in names.as_array().unwrap() {
+            let local = s["name"].as_str().unwrap().to_string();
+            copies.entry(local.clone()).or_default().push(copy_content(&node.http(), &local));
+        }
+    }
+    let mut union = BTreeMap::new();
+    for (local, c) in &copies {
+        assert_eq!(c.len(), 2, "{local} has {} copies", c.len());
+        assert_eq!(c[0], c[1], "the copies of {local} differ");
+        for (id, value) in &c[0] {
+            assert!(union.insert(*id, *value).is_none(), "point {id} is on two shards");
+        }
+    }
+    println!(
+        "replicated resharding, sync RF=2: 1 → 2 shards in {split:?} (placement {:?}), 2 → 1 in \
+         {merged:?}; {} local shards, copies equal; {v}",
+        two["shards"].as_array().unwrap().iter().map(|s| s["nodes"].clone()).collect::<Vec<_>>(),
+        copies.len()
+    );
+    assert_eq!(union, content, "the shards together differ from the collection");
     v.assert_nothing_lost();
 }
