@@ -13,6 +13,7 @@
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
 
+pub mod copies;
 pub mod data;
 pub mod embedder;
 pub mod fleet;

@@ -22,11 +22,11 @@
 //!   target confirmed the old primary's whole log); no write fails; copies match.
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
+use vdb_tests::copies::{assert_copies_match, create_collection, local_shards};
 use vdb_tests::fleet::Fleet;
-use vdb_tests::history::{check, content, values, Load, DIM};
+use vdb_tests::history::{check, content, Load};
 use vdb_tests::{assert_error, Http, ShardProcess};
 
 const ROUTER_ARGS: &[&str] = &["--health-interval-ms", "200"];
@@ -85,87 +85,11 @@ fn move_copy(http: &Http, id: u64, from: &str, to: &str) -> Duration {
     started.elapsed()
 }
 
-/// id → payload value of one node's copy of `local`, read straight from the shard node.
-fn copy_content(node: &Http, local: &str) -> BTreeMap<u64, u64> {
-    let r = node
-        .post(
-            &format!("/v1/shards/{local}/points/scroll"),
-            &json!({"limit": 10_000, "with_payload": true}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
-    values(&r.1)
-}
-
-/// Local shard names per node.
-fn local_shards(node: &Http) -> Vec<String> {
-    let r = node.get("/v1/shards").unwrap();
-    r.1["shards"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().into()).collect()
-}
-
-/// Every copy the router names holds the same points as the collection, and no node holds a
-/// copy the router does not name; how many copies were compared.
-fn assert_copies_match(
-    http: &Http,
-    shards: &[ShardProcess],
-    content: &BTreeMap<u64, u64>,
-) -> usize {
-    let info = collection(http);
-    let mut union = BTreeMap::new();
-    let mut compared = 0;
-    let mut named: Vec<Vec<String>> = vec![Vec::new(); shards.len()];
-    for s in info["shards"].as_array().unwrap() {
-        let holders = nodes(s);
-        let mut first: Option<BTreeMap<u64, u64>> = None;
-        for holder in &holders {
-            let node = shards[index(holder)].http();
-            let mine = local_shards(&node);
-            let local = mine
-                .iter()
-                .find(|l| l.ends_with(&format!(".s{}", s["shard"])))
-                .unwrap_or_else(|| {
-                    panic!("{holder} holds no copy of shard {}: {mine:?}", s["shard"])
-                })
-                .clone();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let copy = loop {
-                let copy = copy_content(&node, &local);
-                if first.as_ref().is_none_or(|f| *f == copy) || Instant::now() > deadline {
-                    break copy;
-                }
-                thread::sleep(Duration::from_millis(50));
-            };
-            if let Some(f) = &first {
-                assert_eq!(f, &copy, "{holder}'s copy of shard {} differs", s["shard"]);
-            }
-            first.get_or_insert(copy);
-            named[index(holder)].push(local);
-            compared += 1;
-        }
-        union.extend(first.unwrap());
-    }
-    assert_eq!(&union, content, "the copies do not add up to the collection");
-    for (i, node) in shards.iter().enumerate() {
-        let mut held = local_shards(&node.http());
-        held.sort();
-        named[i].sort();
-        assert_eq!(held, named[i], "n{i} holds copies the router does not name");
-    }
-    compared
-}
-
 #[test]
 fn replica_and_primary_copies_move_under_sync_writes() {
     let fleet = Fleet::start(4, &[], ROUTER_ARGS).unwrap();
     let http = fleet.http();
-    let r = http
-        .put(
-            "/v1/collections/c",
-            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2,
-                    "write_consistency": {"mode": "sync"}}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 201, "{r:?}");
+    create_collection(&http, 2, 1, json!({"mode": "sync"}));
     await_settled(&http, 2);
     let load = Load::start(&http, "c");
     thread::sleep(Duration::from_millis(500));
@@ -238,14 +162,7 @@ fn replica_and_primary_copies_move_under_sync_writes() {
 fn async_handover_loses_nothing_and_rebalance_fills_new_nodes() {
     let mut fleet = Fleet::start(2, &[], ROUTER_ARGS).unwrap();
     let http = fleet.http();
-    let r = http
-        .put(
-            "/v1/collections/c",
-            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2, "shard_count": 2,
-                    "write_consistency": {"mode": "async"}}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 201, "{r:?}");
+    create_collection(&http, 2, 2, json!({"mode": "async"}));
     await_settled(&http, 2);
     let load = Load::start(&http, "c");
     thread::sleep(Duration::from_millis(500));

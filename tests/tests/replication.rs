@@ -47,15 +47,13 @@
 //!   and all copies end equal to the collection point by point.
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use vdb_tests::copies::{assert_copies_match, copy_content, create_collection, local_shards};
 use vdb_tests::fleet::{Fleet, RouterProcess};
-use vdb_tests::history::{
-    check, content, values, writer, Load, Outcome, Seen, Verdict, Write, DIM, IDS,
-};
+use vdb_tests::history::{check, content, writer, Load, Outcome, Seen, Verdict, Write, IDS};
 use vdb_tests::proxy::Proxy;
 use vdb_tests::{Http, ShardProcess};
 
@@ -67,15 +65,9 @@ const MAX_REPLICA_LAG: Duration = Duration::from_millis(1_000);
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
 
 fn create(http: &Http, consistency: Value) {
-    let r = http
-        .put(
-            "/v1/collections/c",
-            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 3,
-                    "write_consistency": consistency}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 201, "{r:?}");
-    assert_eq!(shard0(http)["in_sync"].as_array().unwrap().len(), 2, "{r:?}");
+    create_collection(http, 3, 1, consistency);
+    let s = shard0(http);
+    assert_eq!(s["in_sync"].as_array().unwrap().len(), 2, "{s}");
 }
 
 fn shard0(http: &Http) -> Value {
@@ -381,18 +373,6 @@ fn a_partitioned_async_primary_loses_at_most_its_last_moment() {
     assert!(out_of_bound.is_empty(), "lost beyond the documented bound: {out_of_bound:?}");
 }
 
-/// id → payload value of one node's copy, read straight from the shard node.
-fn copy_content(node: &Http, local: &str) -> BTreeMap<u64, u64> {
-    let r = node
-        .post(
-            &format!("/v1/shards/{local}/points/scroll"),
-            &json!({"limit": 10_000, "with_payload": true}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
-    values(&r.1)
-}
-
 /// Waits until the shard has `copies` nodes, all but the primary in sync; how long it took.
 fn await_copies(http: &Http, copies: usize) -> Duration {
     let started = Instant::now();
@@ -417,14 +397,7 @@ fn replicas_are_added_and_removed_online() {
     // copy holds the same content.
     let fleet = Fleet::start(4, &[], ROUTER_ARGS).unwrap();
     let http = fleet.http();
-    let r = http
-        .put(
-            "/v1/collections/c",
-            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2,
-                    "write_consistency": {"mode": "sync"}}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 201, "{r:?}");
+    create_collection(&http, 2, 1, json!({"mode": "sync"}));
     let load = Load::start(&http, "c");
     thread::sleep(Duration::from_millis(300));
     let mut took = Vec::new();
@@ -657,14 +630,7 @@ fn a_replicated_collection_is_resharded_under_sync_writes() {
     // and the shards together hold the collection, each point once.
     let fleet = Fleet::start(3, &[], ROUTER_ARGS).unwrap();
     let http = fleet.http();
-    let r = http
-        .put(
-            "/v1/collections/c",
-            &json!({"dimension": DIM, "metric": "l2", "replication_factor": 2,
-                    "write_consistency": {"mode": "sync"}}),
-        )
-        .unwrap();
-    assert_eq!(r.0, 201, "{r:?}");
+    create_collection(&http, 2, 1, json!({"mode": "sync"}));
     let load = Load::start(&http, "c");
     let resharded = |shards: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -711,37 +677,16 @@ fn a_replicated_collection_is_resharded_under_sync_writes() {
 
     // The removed shard's copies are dropped once routers with the previous map are done.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let listed = || -> usize {
-        let names = |n: &ShardProcess| n.http().get("/v1/shards").unwrap().1["shards"].clone();
-        fleet.shards.iter().map(|n| names(n).as_array().unwrap().len()).sum()
-    };
+    let listed = || -> usize { fleet.shards.iter().map(|n| local_shards(&n.http()).len()).sum() };
     while listed() != 2 {
         assert!(Instant::now() < deadline, "the removed shard's copies were not dropped");
         thread::sleep(Duration::from_millis(100));
     }
-    // Every copy of each local shard, and the union of the shards.
-    let mut copies: BTreeMap<String, Vec<BTreeMap<u64, u64>>> = BTreeMap::new();
-    for node in &fleet.shards {
-        let names = node.http().get("/v1/shards").unwrap().1["shards"].clone();
-        for s in names.as_array().unwrap() {
-            let local = s["name"].as_str().unwrap().to_string();
-            copies.entry(local.clone()).or_default().push(copy_content(&node.http(), &local));
-        }
-    }
-    let mut union = BTreeMap::new();
-    for (local, c) in &copies {
-        assert_eq!(c.len(), 2, "{local} has {} copies", c.len());
-        assert_eq!(c[0], c[1], "the copies of {local} differ");
-        for (id, value) in &c[0] {
-            assert!(union.insert(*id, *value).is_none(), "point {id} is on two shards");
-        }
-    }
+    let compared = assert_copies_match(&http, &fleet.shards, &content);
     println!(
         "replicated resharding, sync RF=2: 1 → 2 shards in {split:?} (placement {:?}), 2 → 1 in \
-         {merged:?}; {} local shards, copies equal; {v}",
+         {merged:?}; {compared} copies equal, together the collection; {v}",
         two["shards"].as_array().unwrap().iter().map(|s| s["nodes"].clone()).collect::<Vec<_>>(),
-        copies.len()
     );
-    assert_eq!(union, content, "the shards together differ from the collection");
     v.assert_nothing_lost();
 }
