@@ -247,8 +247,7 @@ impl Replicas {
         if e.code() != Some(ErrorCode::NotFound) || !self.still_holds(record, shard, node).await {
             return;
         }
-        let position = record.shards[&shard].nodes.iter().position(|n| n == node).unwrap_or(1);
-        let config = crate::catalog::shard_config(record, shard, position.max(1));
+        let config = crate::catalog::shard_config(record, shard, 1); // a replica's
         if let Err(e) = c.write.create_shard(&local, &config).await {
             tracing::warn!(collection = record.name, shard, node, error = %e, "cannot recreate a missing replica copy");
             return;
