@@ -294,9 +294,18 @@ fn ownership_splits_every_read_without_overlap() {
                 merged.sort_by(|a, b| {
                     score(a).total_cmp(&score(b)).then(a["id"].as_u64().cmp(&b["id"].as_u64()))
                 });
-                let merged_ids: Vec<u64> =
-                    merged.iter().take(10).map(|p| p["id"].as_u64().unwrap()).collect();
-                assert_eq!(merged_ids, full_ids, "query {q}, filter {filter:?}, plan {plan}");
+                let all_ids: Vec<u64> = merged.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+                let distinct: BTreeSet<u64> = all_ids.iter().copied().collect();
+                assert_eq!(distinct.len(), all_ids.len(), "no point is found by two shards");
+                let merged_ids = &all_ids[..10.min(all_ids.len())];
+                if plan == "exact" {
+                    assert_eq!(merged_ids, full_ids, "query {q}, filter {filter:?}, plan {plan}");
+                } else {
+                    // A graph search is approximate even at a wide ef: in four dimensions a
+                    // point can end up with no inbound link, so ask for high recall, not all.
+                    let found = merged_ids.iter().filter(|id| full_ids.contains(id)).count();
+                    assert!(found >= 8, "query {q}, filter {filter:?}, plan {plan}: {found}/10");
+                }
             }
         }
     }
