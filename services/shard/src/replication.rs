@@ -454,19 +454,25 @@ impl Replication {
             .iter()
             .filter(|n| s.replicas.get(*n).is_some_and(|r| r.acked_lsn >= lsn))
             .count() as u32;
+        // The in-sync replicas this write needs; once fewer are left (the controller took
+        // some out), it cannot be acknowledged until they catch up: say so now, not at the
+        // timeout.
+        let needed = match mode {
+            AckMode::Async => return Ok(true),
+            AckMode::SemiSync => acks.max(s.min_in_sync),
+            AckMode::Sync => s.min_in_sync,
+        };
+        if (s.in_sync.len() as u32) < needed {
+            return Err(ShardError::ReplicationTimeout(format!(
+                "the in-sync set shrank to {} replicas (this write needs {needed}) before the \
+                 write (lsn {lsn}) was confirmed; its outcome is unknown",
+                s.in_sync.len()
+            )));
+        }
         Ok(match mode {
+            AckMode::SemiSync => confirmed >= needed,
+            AckMode::Sync => confirmed == s.in_sync.len() as u32,
             AckMode::Async => true,
-            AckMode::SemiSync => confirmed >= acks.max(s.min_in_sync),
-            AckMode::Sync => {
-                if (s.in_sync.len() as u32) < s.min_in_sync {
-                    return Err(ShardError::ReplicationTimeout(format!(
-                        "the in-sync set shrank below min_in_sync ({}) before the write (lsn \
-                         {lsn}) was confirmed; its outcome is unknown",
-                        s.min_in_sync
-                    )));
-                }
-                confirmed == s.in_sync.len() as u32
-            }
         })
     }
 
@@ -630,6 +636,23 @@ mod tests {
         assert!(r.acknowledged(99, AckMode::Async, 0).unwrap());
         r.confirmed("b", g - 1, 99); // an old shipper's confirmation is ignored
         assert!(!r.acknowledged(99, AckMode::Sync, 0).unwrap());
+    }
+
+    #[test]
+    fn a_waiting_write_fails_once_too_few_replicas_are_in_sync() {
+        let r = fresh();
+        r.assign(&primary(&["a", "b"], &["a", "b"], 1, 60_000)).unwrap();
+        assert!(!r.acknowledged(5, AckMode::SemiSync, 2).unwrap(), "waits for a and b");
+        // The controller took b out: two acks can no longer come, one still can.
+        r.assign(&primary(&["a", "b"], &["a"], 1, 0)).unwrap();
+        let shrank = |mode, acks| matches!(r.acknowledged(5, mode, acks), Err(ShardError::ReplicationTimeout(m)) if m.contains("shrank"));
+        assert!(shrank(AckMode::SemiSync, 2));
+        assert!(!r.acknowledged(5, AckMode::SemiSync, 1).unwrap());
+        assert!(!r.acknowledged(5, AckMode::Sync, 0).unwrap(), "a can still confirm");
+        r.assign(&primary(&["a", "b"], &[], 1, 0)).unwrap();
+        assert!(shrank(AckMode::SemiSync, 1));
+        assert!(shrank(AckMode::Sync, 0), "below min_in_sync");
+        assert!(r.acknowledged(5, AckMode::Async, 0).unwrap());
     }
 
     #[test]
