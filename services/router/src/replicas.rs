@@ -9,7 +9,8 @@
 //!   every attempt that may have reached the primary counts as granted;
 //! - the primary's answer says how far each replica has confirmed: a replica lagging more than
 //!   `max_replica_lag_ms`, unreachable, being resynced or on an unhealthy node leaves the
-//!   in-sync set; a healthy one that has confirmed everything joins it. The set is changed in
+//!   in-sync set; a healthy one that has confirmed everything (or, under steady writes, keeps
+//!   within a tenth of that bound) joins it. The set is changed in
 //!   the metastore (compare-and-swap) *before* the primary hears of it, so a replica the
 //!   primary stops waiting for is never promoted;
 //! - replicas get their assignment (role and epoch), which also turns a former primary that
@@ -584,7 +585,10 @@ impl Replicas {
             let healthy = view.is_healthy(&r.node);
             let member = in_sync.contains(&r.node);
             let lagging = !healthy || r.state != ReplicaState::Streaming || r.lag_seconds > max_lag;
-            let caught_up = healthy && r.state == ReplicaState::Streaming && r.lag_records == 0;
+            // Back in once it confirmed everything, or, while writes keep coming (so that the
+            // last records are always in flight), once it keeps within a tenth of the bound.
+            let close = r.lag_records == 0 || r.lag_seconds <= max_lag / 10.0;
+            let caught_up = healthy && r.state == ReplicaState::Streaming && close;
             if member && lagging {
                 in_sync.retain(|n| n != &r.node);
             } else if !member && caught_up {
