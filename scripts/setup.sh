@@ -14,6 +14,8 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 # A real Prometheus for scripts/test-observability.sh, and promtool for dashboards/check.sh.
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# nft for the partition tests between shard nodes (tests/src/netfault.rs).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

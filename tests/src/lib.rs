@@ -8,7 +8,8 @@
 //! - [`fleet`]: routers and whole fleets; [`embedder::EmbedderProcess`]: the feature-built
 //!   `vdb-embedder` on the real model; [`data`]: the debian-minilm dataset; [`history`]: client
 //!   histories of replicated collections and their checker; [`proxy`]: a TCP proxy that
-//!   partitions a process from its callers.
+//!   partitions a process from its callers; [`netfault`]: nftables rules that drop the
+//!   packets one process sends to others (a partition between shard nodes).
 //!
 //! Binaries come from `target/release` (built by `make test` before the tests run), or from
 //! `VDB_BIN_DIR`.
@@ -18,6 +19,7 @@ pub mod data;
 pub mod embedder;
 pub mod fleet;
 pub mod history;
+pub mod netfault;
 pub mod proxy;
 
 use anyhow::{bail, Context, Result};
@@ -43,6 +45,9 @@ pub struct ShardProcess {
     pub data_dir: PathBuf,
     pub url: String,
     pub args: Vec<String>,
+    /// The user id the process runs as (`None`: the test's own), so network rules can pick
+    /// out its packets ([`netfault`]).
+    pub uid: Option<u32>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -58,12 +63,38 @@ impl ShardProcess {
 
     /// Starts a shard node on `data_dir` (kept after the process ends).
     pub fn start_on(data_dir: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_as(data_dir, None, args)
+    }
+
+    /// [`ShardProcess::start`] as user `uid` (the test must run as root), which is given the
+    /// fresh data directory.
+    pub fn start_with_uid(uid: u32, args: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        std::os::unix::fs::chown(tmp.path(), Some(uid), Some(uid))
+            .with_context(|| format!("giving {} to uid {uid}", tmp.path().display()))?;
+        let mut p = Self::start_as(tmp.path(), Some(uid), args)?;
+        p._tmp = Some(tmp);
+        Ok(p)
+    }
+
+    fn start_as(data_dir: &Path, uid: Option<u32>, args: &[&str]) -> Result<Self> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, url) = spawn(data_dir, &args)?;
-        let p =
-            ShardProcess { child: Some(child), data_dir: data_dir.into(), url, args, _tmp: None };
+        let (child, url) = spawn(data_dir, uid, &args)?;
+        let p = ShardProcess {
+            child: Some(child),
+            data_dir: data_dir.into(),
+            url,
+            args,
+            uid,
+            _tmp: None,
+        };
         p.wait_ready(Duration::from_secs(120))?;
         Ok(p)
+    }
+
+    /// The port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("url ends in a port")
     }
 
     pub fn pid(&self) -> u32 {
@@ -129,7 +160,7 @@ impl ShardProcess {
     /// Starts the process again on the same data directory (after kill9 or terminate).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
-        let (child, url) = spawn(&self.data_dir, &self.args)?;
+        let (child, url) = spawn(&self.data_dir, self.uid, &self.args)?;
         self.child = Some(child);
         self.url = url;
         self.wait_ready(Duration::from_secs(300))
@@ -158,25 +189,39 @@ fn signal(pid: u32, sig: i32) {
     let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
 }
 
-fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, String)> {
+fn spawn(data_dir: &Path, uid: Option<u32>, args: &[String]) -> Result<(Child, String)> {
     let mut all: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string()];
     all.extend(args.iter().cloned());
-    spawn_binary("vdb-shard", &all)
+    let bin = binary("vdb-shard")?;
+    let mut command = Command::new(&bin);
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(uid);
+    }
+    spawn_command(command, &bin, &all)
 }
 
 /// Starts release binary `name` on a free loopback port with `args`, and reads the address
 /// it bound from its first stdout line (`{"listening": "127.0.0.1:PORT"}`).
 pub fn spawn_binary(name: &str, args: &[String]) -> Result<(Child, String)> {
+    spawn_path(&binary(name)?, args)
+}
+
+fn binary(name: &str) -> Result<PathBuf> {
     let bin = bin_dir().join(name);
     if !bin.exists() {
         bail!("{} is missing: build it with `cargo build --release -p {name}`", bin.display());
     }
-    spawn_path(&bin, args)
+    Ok(bin)
 }
 
 /// [`spawn_binary`] for a binary at any path.
 pub fn spawn_path(bin: &Path, args: &[String]) -> Result<(Child, String)> {
-    let mut child = Command::new(bin)
+    spawn_command(Command::new(bin), bin, args)
+}
+
+fn spawn_command(mut command: Command, bin: &Path, args: &[String]) -> Result<(Child, String)> {
+    let mut child = command
         .arg("--listen")
         .arg("127.0.0.1:0")
         .args(args)
