@@ -79,6 +79,16 @@ pub struct Config {
     #[arg(long, env = "VDB_REPLICATION_MEMORY_BYTES", default_value_t = 32 << 20)]
     pub replication_memory_bytes: u64,
 
+    /// Flow control: a primary holds back the answer to a write while an in-sync replica's
+    /// oldest unconfirmed record is older than this, so writers slow down to the pace of their
+    /// replicas and `async` replicas stay this close (0 turns it off).
+    #[arg(long, env = "VDB_FLOW_CONTROL_LAG_MS", default_value_t = 50)]
+    pub flow_control_lag_ms: u64,
+
+    /// The longest flow control holds back one write.
+    #[arg(long, env = "VDB_FLOW_CONTROL_MAX_WAIT_MS", default_value_t = 100)]
+    pub flow_control_max_wait_ms: u64,
+
     /// Log JSON lines instead of text.
     #[arg(long, env = "VDB_LOG_JSON")]
     pub log_json: bool,

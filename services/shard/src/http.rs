@@ -156,6 +156,13 @@ async fn write(
     op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<WriteResult> + Send + 'static,
 ) -> WriteReply<WriteResult> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    // Flow control admits the write into the log only once the replicas keep up (a shard
+    // that is missing answers below).
+    if let Ok(shard) = node.shard(&name) {
+        let c = &node.config;
+        let (target, max_wait) = (c.flow_control_lag_ms, c.flow_control_max_wait_ms);
+        shard.flow_control(Duration::from_millis(target), Duration::from_millis(max_wait)).await;
+    }
     let (shard, out) = node
         .blocking(move |n| {
             let shard = n.writable_shard(&name)?;

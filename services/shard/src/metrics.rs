@@ -22,6 +22,7 @@ pub struct ShardMetrics {
     pub replication_batches: IntCounterVec,
     pub replication_pipelined: IntCounterVec,
     pub replica_snapshots: IntCounterVec,
+    pub flow_control_waits: IntCounterVec,
     pub wal_fsync_seconds: Histogram,
     pub snapshot_seconds: Histogram,
     pub snapshot_size_bytes: IntGaugeVec,
@@ -94,6 +95,10 @@ impl ShardMetrics {
             replica_snapshots: shard_counter(
                 "vdb_shard_replica_snapshots_total",
                 "snapshots a primary sent to a replica its log no longer reached back to (or that diverged)",
+            )?,
+            flow_control_waits: shard_counter(
+                "vdb_shard_flow_control_waits_total",
+                "writes held back before their answer because an in-sync replica lagged more than --flow-control-lag-ms",
             )?,
             wal_fsync_seconds: histogram(
                 "vdb_shard_wal_fsync_duration_seconds",
@@ -177,6 +182,7 @@ impl ShardMetrics {
         let _ = self.replication_batches.remove_label_values(&[shard]);
         let _ = self.replication_pipelined.remove_label_values(&[shard]);
         let _ = self.replica_snapshots.remove_label_values(&[shard]);
+        let _ = self.flow_control_waits.remove_label_values(&[shard]);
         let _ = self.recovery_seconds.remove_label_values(&[shard]);
     }
 }

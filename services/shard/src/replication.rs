@@ -476,24 +476,47 @@ impl Replication {
         })
     }
 
+    /// How long the oldest record after `acked` has waited for its confirmation (zero when
+    /// `acked` reaches `last_lsn`).
+    fn lag(&self, acked: u64, last_lsn: u64, now: Instant) -> Duration {
+        if acked >= last_lsn {
+            return Duration::ZERO;
+        }
+        let r = self.recent.lock();
+        let at = match r.records.front() {
+            Some(&(first, ..)) if first <= acked + 1 => {
+                r.records.get((acked + 1 - first) as usize).map(|x| x.3)
+            }
+            Some(front) => Some(front.3),
+            None => None,
+        };
+        at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// The largest [`lag`](Self::lag) among the in-sync replicas whose stream is up (what
+    /// flow control keeps under its target).
+    fn in_sync_lag(&self, last_lsn: u64) -> Duration {
+        let acked: Vec<u64> = {
+            let s = self.state.lock();
+            if s.stored.role != Role::Primary {
+                return Duration::ZERO;
+            }
+            s.in_sync
+                .iter()
+                .filter_map(|n| s.replicas.get(n))
+                .filter(|r| r.state == ReplicaState::Streaming)
+                .map(|r| r.acked_lsn)
+                .collect()
+        };
+        let now = Instant::now();
+        acked.into_iter().map(|a| self.lag(a, last_lsn, now)).max().unwrap_or_default()
+    }
+
     /// What `GET /v1/shards/{name}` shows.
     pub fn info(&self, last_lsn: u64, last_epoch: u64) -> ReplicationInfo {
         let s = self.state.lock();
         let now = Instant::now();
-        let oldest_waiting = |acked: u64| -> f64 {
-            if acked >= last_lsn {
-                return 0.0;
-            }
-            let r = self.recent.lock();
-            let at = match r.records.front() {
-                Some(&(first, ..)) if first <= acked + 1 => {
-                    r.records.get((acked + 1 - first) as usize).map(|x| x.3)
-                }
-                Some(front) => Some(front.3),
-                None => None,
-            };
-            at.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())
-        };
+        let oldest_waiting = |acked: u64| self.lag(acked, last_lsn, now).as_secs_f64();
         ReplicationInfo {
             role: s.stored.role,
             epoch: s.stored.epoch,
@@ -545,6 +568,32 @@ impl Recent {
 }
 
 impl LocalShard {
+    /// Flow control: waits, at most `max_wait`, until no in-sync replica's oldest unconfirmed
+    /// record is older than `target`; returns whether it waited. Called before a write is
+    /// logged, so writers slow down to the replicas' pace when these fall behind (on CPU
+    /// shared with the primary, or on a slower machine), which bounds the replication lag and
+    /// with it what an `async` failover can lose. A replica whose stream is down is not
+    /// waited for (the controller takes it out of the in-sync set).
+    pub async fn flow_control(&self, target: Duration, max_wait: Duration) -> bool {
+        if target.is_zero() || self.repl.in_sync_lag(self.last_lsn()) <= target {
+            return false;
+        }
+        self.env.metrics.flow_control_waits.with_label_values(&[&self.name]).inc();
+        let mut changed = self.repl.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            changed.borrow_and_update();
+            if self.repl.in_sync_lag(self.last_lsn()) <= target
+                || tokio::time::Instant::now() >= deadline
+            {
+                return true;
+            }
+            // Confirmations wake it; so does the clock, as records age while nothing arrives.
+            let tick = (tokio::time::Instant::now() + Duration::from_millis(5)).min(deadline);
+            let _ = tokio::time::timeout_at(tick, changed.changed()).await;
+        }
+    }
+
     /// Waits until the write logged at `lsn` may be acknowledged under `mode` (see the module
     /// docs), at most `timeout`.
     pub async fn await_acks(
