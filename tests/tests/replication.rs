@@ -257,6 +257,22 @@ fn a_paused_primary_never_acknowledges_in_its_old_epoch() {
     v.assert_nothing_lost();
 }
 
+/// A router on a local-file metastore (in the returned directory) that knows the nodes at
+/// `urls` as `n0`, `n1`, ...
+fn router_over<'a>(urls: impl Iterator<Item = &'a str>) -> (tempfile::TempDir, RouterProcess) {
+    let meta = tempfile::tempdir().unwrap();
+    let registered: Vec<(String, String)> =
+        urls.enumerate().map(|(i, url)| (format!("n{i}"), url.to_string())).collect();
+    let router = RouterProcess::start(
+        "r1",
+        &format!("local://{}", meta.path().join("meta.json").display()),
+        &registered,
+        ROUTER_ARGS,
+    )
+    .unwrap();
+    (meta, router)
+}
+
 /// What cutting the primary off from the router showed.
 struct Partition {
     node: String,
@@ -280,16 +296,7 @@ struct Partition {
 fn partition_primary(consistency: Value, direct_query: &str) -> Partition {
     let nodes: Vec<ShardProcess> = (0..3).map(|_| ShardProcess::start(&[]).unwrap()).collect();
     let proxies: Vec<Proxy> = nodes.iter().map(|n| Proxy::start(&n.url).unwrap()).collect();
-    let meta = tempfile::tempdir().unwrap();
-    let registered: Vec<(String, String)> =
-        proxies.iter().enumerate().map(|(i, p)| (format!("n{i}"), p.url.clone())).collect();
-    let router = RouterProcess::start(
-        "r1",
-        &format!("local://{}", meta.path().join("meta.json").display()),
-        &registered,
-        ROUTER_ARGS,
-    )
-    .unwrap();
+    let (_meta, router) = router_over(proxies.iter().map(|p| p.url.as_str()));
     let http = router.http();
     create(&http, consistency);
     let load = Load::start(&http, "c");
@@ -407,16 +414,7 @@ fn cut_primary_from_replicas(consistency: Value) -> Option<ReplicasCut> {
     let uids: Vec<u32> = (0..3).map(|_| netfault::fresh_uid()).collect();
     let nodes: Vec<ShardProcess> =
         uids.iter().map(|&uid| ShardProcess::start_with_uid(uid, &[]).unwrap()).collect();
-    let meta = tempfile::tempdir().unwrap();
-    let registered: Vec<(String, String)> =
-        nodes.iter().enumerate().map(|(i, n)| (format!("n{i}"), n.url.clone())).collect();
-    let router = RouterProcess::start(
-        "r1",
-        &format!("local://{}", meta.path().join("meta.json").display()),
-        &registered,
-        ROUTER_ARGS,
-    )
-    .unwrap();
+    let (_meta, router) = router_over(nodes.iter().map(|n| n.url.as_str()));
     let http = router.http();
     create(&http, consistency);
     let load = Load::start(&http, "c");

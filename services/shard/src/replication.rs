@@ -569,14 +569,14 @@ impl Recent {
 
 impl LocalShard {
     /// Flow control: waits, at most `max_wait`, until no in-sync replica's oldest unconfirmed
-    /// record is older than `target`; returns whether it waited. Called before a write is
+    /// record is older than `target`. Called before a write is
     /// logged, so writers slow down to the replicas' pace when these fall behind (on CPU
     /// shared with the primary, or on a slower machine), which bounds the replication lag and
     /// with it what an `async` failover can lose. A replica whose stream is down is not
     /// waited for (the controller takes it out of the in-sync set).
-    pub async fn flow_control(&self, target: Duration, max_wait: Duration) -> bool {
+    pub async fn flow_control(&self, target: Duration, max_wait: Duration) {
         if target.is_zero() || self.repl.in_sync_lag(self.last_lsn()) <= target {
-            return false;
+            return;
         }
         self.env.metrics.flow_control_waits.with_label_values(&[&self.name]).inc();
         let mut changed = self.repl.changed.subscribe();
@@ -586,7 +586,7 @@ impl LocalShard {
             if self.repl.in_sync_lag(self.last_lsn()) <= target
                 || tokio::time::Instant::now() >= deadline
             {
-                return true;
+                return;
             }
             // Confirmations wake it; so does the clock, as records age while nothing arrives.
             let tick = (tokio::time::Instant::now() + Duration::from_millis(5)).min(deadline);
