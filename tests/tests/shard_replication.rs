@@ -10,8 +10,9 @@
 //! of acknowledging; replicas converge to the primary's exact content (ids and payload
 //! checksums) by log catch-up or snapshot; a lapsed lease stops writes; a deposed primary
 //! steps down and acknowledges nothing in sync mode; a divergent tail is discarded; bulky
-//! writes are shipped with several batches in flight and still converge. Each test prints
-//! what it checked.
+//! writes are shipped with several batches in flight and still converge; flow control holds
+//! async writes back while an in-sync replica hangs (SIGSTOP), at most its wait per write, and
+//! not at all while the replicas keep up. Each test prints what it checked.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -375,4 +376,52 @@ fn bulky_writes_are_pipelined_and_replicas_converge() {
         c.len()
     );
     assert!(pipelined > 0.0, "no batch was pipelined ({batches} batches)");
+}
+
+/// The primary's count of writes held back by flow control.
+fn flow_control_waits(http: &Http) -> f64 {
+    let text = http.metrics().unwrap();
+    let name = "vdb_shard_flow_control_waits_total";
+    let samples = text.lines().filter(|l| l.starts_with(name));
+    samples.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>().abs()
+}
+
+#[test]
+fn flow_control_holds_async_writes_back_while_a_replica_hangs() {
+    // Nemesis: SIGSTOP of an in-sync replica (its stream stays open, so it is waited for until
+    // the controller would take it out). Asserts: while both replicas keep up, async writes
+    // are not held back; while one hangs, they are, each at most the node's wait (100 ms by
+    // default) beyond what it costs; once it resumes it converges.
+    let [p, r1, r2] = three();
+    let ph = p.http();
+    assert_eq!(
+        assign(&p, 1, "primary", 60_000, &[("n1", &r1), ("n2", &r2)], &["n1", "n2"], 1).0,
+        200
+    );
+    const WRITES: u64 = 10;
+    let timed = |from: u64| {
+        let started = Instant::now();
+        for b in from..from + WRITES {
+            assert_eq!(upsert(&ph, b * 10..b * 10 + 10, b, "").0, 200);
+        }
+        started.elapsed()
+    };
+    let keeping_up = timed(0);
+    assert_eq!(flow_control_waits(&ph), 0.0, "nothing held back while the replicas keep up");
+    r1.pause();
+    // One write it will not confirm, left to age past the 50 ms target.
+    assert_eq!(upsert(&ph, 1_000..1_010, 1, "").0, 200);
+    std::thread::sleep(Duration::from_millis(60));
+    let hanging = timed(WRITES);
+    let waits = flow_control_waits(&ph);
+    r1.resume();
+    converged(&ph, &r1.http(), "resumed replica");
+    converged(&ph, &r2.http(), "live replica");
+    println!(
+        "flow control: {WRITES} async writes took {keeping_up:?} with both replicas keeping up, \
+         {hanging:?} with one stopped ({waits} held back)"
+    );
+    assert!(waits >= WRITES as f64, "only {waits} writes held back");
+    assert!(hanging >= Duration::from_millis(100) * WRITES as u32, "{hanging:?}");
+    assert!(hanging < Duration::from_millis(150) * WRITES as u32 + keeping_up, "{hanging:?}");
 }
