@@ -4,7 +4,8 @@
 //! Nemeses: a replica killed (SIGKILL) and restarted; a replica wiped and recreated empty; a
 //! primary whose log was truncated behind a snapshot; a primary whose lease is not renewed; a
 //! primary deposed by a newer epoch while it still thinks it leads; a deposed primary with an
-//! unreplicated tail rejoining as a replica.
+//! unreplicated tail rejoining as a replica; replicas down (killed, stopped) while a write
+//! guard is installed on the primary only.
 //! Asserts: a `sync` write is on every in-sync replica when acknowledged; too few in-sync
 //! replicas refuse sync writes before writing; a missing confirmation times out (503) instead
 //! of acknowledging; replicas converge to the primary's exact content (ids and payload
@@ -12,7 +13,8 @@
 //! steps down and acknowledges nothing in sync mode; a divergent tail is discarded; bulky
 //! writes are shipped with several batches in flight and still converge; flow control holds
 //! async writes back while an in-sync replica hangs (SIGSTOP), at most its wait per write, and
-//! not at all while the replicas keep up. Each test prints what it checked.
+//! not at all while the replicas keep up; replicas get the primary's write guard (and its
+//! removal) from their stream. Each test prints what it checked.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -424,4 +426,82 @@ fn flow_control_holds_async_writes_back_while_a_replica_hangs() {
     assert!(waits >= WRITES as f64, "only {waits} writes held back");
     assert!(hanging >= Duration::from_millis(100) * WRITES as u32, "{hanging:?}");
     assert!(hanging < Duration::from_millis(150) * WRITES as u32 + keeping_up, "{hanging:?}");
+}
+
+/// The guard a copy holds (`null` for none).
+fn guard_of(http: &Http) -> Value {
+    http.get(&format!("/v1/shards/{NAME}")).unwrap().1.get("guard").cloned().unwrap_or(Value::Null)
+}
+
+/// Waits until `http` holds `want` as its guard; returns how long that took.
+fn guard_arrives(http: &Http, want: &Value, what: &str) -> Duration {
+    let started = Instant::now();
+    while guard_of(http) != *want {
+        assert!(started.elapsed() < Duration::from_secs(15), "{what}: guard never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn replicas_that_missed_a_write_guard_get_it_from_their_primary() {
+    // Nemeses: a replica killed (SIGKILL) and one stopped (SIGSTOP) while a write guard is
+    // installed on the primary only (as a router does when it cannot reach an out-of-sync
+    // replica); later the guard is removed from the primary only. Asserts: each replica ends
+    // up with the primary's guard, or with none like it; the killed one gets it before it
+    // streams again, and once promoted it refuses a point its shard handed over (409) and
+    // takes the others.
+    let [p, mut r1, r2] = three();
+    let ph = p.http();
+    let nodes = |r1: &ShardProcess| {
+        assign(&p, 1, "primary", 60_000, &[("n1", r1), ("n2", &r2)], &["n1", "n2"], 1).0
+    };
+    assert_eq!(nodes(&r1), 200);
+    for b in 0..10u64 {
+        assert_eq!(upsert(&ph, b * 10..b * 10 + 10, b, "").0, 200);
+    }
+    converged(&ph, &r1.http(), "replica n1");
+    converged(&ph, &r2.http(), "replica n2");
+
+    // Shard 0 was the only shard and has handed the points of a new shard 1 over.
+    let hash = |shards: &[u32]| json!({"sharding": {"strategy": "hash"}, "shards": shards});
+    let ownership = json!({"from": hash(&[0]), "to": hash(&[0, 1]), "cut_over": [0], "shard": 0});
+    let guard = json!({"ownership": ownership, "frozen": false});
+    r1.kill9();
+    r2.pause();
+    assert_eq!(ph.put(&format!("/v1/shards/{NAME}/guard"), &guard).unwrap().0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    r2.resume();
+    let stopped = guard_arrives(&r2.http(), &guard, "stopped replica");
+    r1.restart().unwrap();
+    assert_eq!(guard_of(&r1.http()), Value::Null, "the killed replica missed the guard");
+    assert_eq!(nodes(&r1), 200);
+    let killed = guard_arrives(&r1.http(), &guard, "restarted replica");
+    converged(&ph, &r1.http(), "restarted replica");
+
+    assert_eq!(ph.delete(&format!("/v1/shards/{NAME}/guard")).unwrap().0, 204);
+    let removed = guard_arrives(&r2.http(), &Value::Null, "removal");
+    guard_arrives(&r1.http(), &Value::Null, "removal");
+    assert_eq!(ph.put(&format!("/v1/shards/{NAME}/guard"), &guard).unwrap().0, 200);
+    guard_arrives(&r1.http(), &guard, "second guard");
+
+    // The replica that was down takes over: it refuses what its shard handed over.
+    let r1h = r1.http();
+    assert_eq!(assign(&p, 2, "replica", 0, &[], &[], 0).0, 200);
+    assert_eq!(assign(&r1, 2, "primary", 60_000, &[], &[], 0).0, 200);
+    let (mut refused, mut taken) = (0, 0);
+    for i in 0..100u64 {
+        let r = upsert(&r1h, i..i + 1, 99, "");
+        match r.0 {
+            409 => refused += 1,
+            200 => taken += 1,
+            _ => panic!("{r:?}"),
+        }
+    }
+    println!(
+        "guards: a stopped replica got the guard {stopped:?} after it resumed, a killed one \
+         {killed:?} after it was assigned again, removal reached them in {removed:?}; the \
+         promoted replica refused {refused} of 100 writes (handed over) and took {taken}"
+    );
+    assert!(refused > 0 && taken > 0, "{refused} refused, {taken} taken");
 }

@@ -16,15 +16,22 @@
 //! retried with backoff (batches still in flight are abandoned, and the stream resumes from
 //! where the replica's log ends); the task ends when the assignment that started it is
 //! replaced.
+//!
+//! The stream also hands the replica the primary's write guard ([`crate::guard`]), or its
+//! absence: before streaming, whenever the stream is set up, and whenever the primary's
+//! guard changed since. Routers install guards on every copy, but skip a replica they cannot
+//! reach while it is out of sync; without this, such a replica could catch up, be promoted
+//! and take writes to points its shard had handed over.
 
 use crate::error::ShardError;
+use crate::guard::Guard;
 use crate::replica::{encode_frames, Frames};
 use crate::replication::ShipperStart;
 use crate::shard::LocalShard;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use vdb_api::{ErrorCode, ReplicaState};
+use vdb_api::{ErrorCode, ReplicaState, WriteGuard};
 use vdb_client::{ClientError, ShardClient};
 
 /// Most bytes of encoded ops in one batch.
@@ -77,6 +84,9 @@ struct Stream {
     /// The last record (lsn, epoch) sent to the replica, once its log is known to match ours
     /// up to where sending started.
     prev: Option<(u64, u64)>,
+    /// The primary's guard (by identity) that the replica is known to hold; `None` until the
+    /// stream is set up.
+    mirrored: Option<Option<Arc<Guard>>>,
 }
 
 async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64) {
@@ -94,7 +104,7 @@ async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64)
             return;
         }
     };
-    let mut s = Stream { shard, node, generation, client, bulk, prev: None };
+    let mut s = Stream { shard, node, generation, client, bulk, prev: None, mirrored: None };
     let mut backoff = Duration::from_millis(20);
     tracing::info!(shard = %s.shard.name, replica = %s.node, "replication stream started");
     while s.shard.repl.is_current(&s.node, generation) {
@@ -113,6 +123,7 @@ async fn run(shard: Arc<LocalShard>, node: String, url: String, generation: u64)
                     Some(e),
                 );
                 s.prev = None;
+                s.mirrored = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -126,11 +137,13 @@ impl Stream {
     /// must be set up again (after a mismatch or a snapshot) or the assignment ended.
     async fn step(&mut self) -> Result<(), Stop> {
         if self.prev.is_none() {
-            let info = self.client.get_shard(&self.shard.name).await?.replication;
-            if info.epoch > self.shard.repl.epoch() {
+            let info = self.client.get_shard(&self.shard.name).await?;
+            let repl = info.replication;
+            if repl.epoch > self.shard.repl.epoch() {
                 return Err(Stop::Deposed);
             }
-            return self.resume_from(info.last_lsn, info.last_epoch).await;
+            self.mirror_guard(info.guard).await?;
+            return self.resume_from(repl.last_lsn, repl.last_epoch).await;
         }
         self.stream().await
     }
@@ -142,6 +155,10 @@ impl Stream {
         let mut in_flight = FuturesOrdered::new();
         let mut appended = self.shard.repl.watch_appended();
         while self.shard.repl.is_current(&self.node, self.generation) {
+            if !self.guard_mirrored() {
+                let theirs = self.mirrored.take().flatten().map(|g| g.spec.clone());
+                self.mirror_guard(theirs).await?;
+            }
             let (sent, sent_epoch) = self.prev.expect("streaming starts from a known record");
             let worth_sending = in_flight.is_empty()
                 || (in_flight.len() < window
@@ -180,6 +197,42 @@ impl Stream {
             }
         }
         Ok(())
+    }
+
+    /// Whether the replica holds the primary's current guard (or, like it, none).
+    fn guard_mirrored(&self) -> bool {
+        let ours = self.shard.guard.read();
+        match (&self.mirrored, &*ours) {
+            (Some(Some(sent)), Some(current)) => Arc::ptr_eq(sent, current),
+            (Some(None), None) => true,
+            _ => false,
+        }
+    }
+
+    /// Gives the replica, which holds `theirs`, the primary's guard or removes its own when
+    /// the primary has none. Repeats while the primary's guard changes meanwhile: a router
+    /// installs a guard on the primary before its replicas, so the guard left on the replica
+    /// is never older than one a router sent it.
+    async fn mirror_guard(&mut self, mut theirs: Option<WriteGuard>) -> Result<(), Stop> {
+        loop {
+            let ours = self.shard.guard.read().clone();
+            let spec = ours.as_ref().map(|g| &g.spec);
+            if spec != theirs.as_ref() {
+                match spec {
+                    Some(spec) => {
+                        self.client.install_guard(&self.shard.name, spec).await?;
+                    }
+                    None => self.client.remove_guard(&self.shard.name).await?,
+                }
+                tracing::info!(shard = %self.shard.name, replica = %self.node,
+                    guarded = spec.is_some(), "write guard handed to a replica");
+            }
+            theirs = spec.cloned();
+            self.mirrored = Some(ours);
+            if self.guard_mirrored() {
+                return Ok(());
+            }
+        }
     }
 
     /// One batch: `frames`, continuing the record (`prev_lsn`, `prev_epoch`).
