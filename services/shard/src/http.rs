@@ -156,8 +156,9 @@ async fn write(
     op: impl FnOnce(&crate::shard::LocalShard) -> crate::error::Result<WriteResult> + Send + 'static,
 ) -> WriteReply<WriteResult> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    // Flow control admits the write into the log only once the replicas keep up (a shard
-    // that is missing answers below).
+    // Flow control admits the write into the log only once the replicas keep up. The shard
+    // is looked up again below: the wait may outlast it (dropped, node shutting down), and a
+    // missing one answers there.
     if let Ok(shard) = node.shard(&name) {
         let c = &node.config;
         let (target, max_wait) = (c.flow_control_lag_ms, c.flow_control_max_wait_ms);

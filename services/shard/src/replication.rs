@@ -494,9 +494,10 @@ impl Replication {
     }
 
     /// The largest [`lag`](Self::lag) among the in-sync replicas whose stream is up (what
-    /// flow control keeps under its target).
+    /// flow control keeps under its target): that of the one furthest behind, since the lag
+    /// only shrinks as confirmations grow.
     fn in_sync_lag(&self, last_lsn: u64) -> Duration {
-        let acked: Vec<u64> = {
+        let furthest_behind = {
             let s = self.state.lock();
             if s.stored.role != Role::Primary {
                 return Duration::ZERO;
@@ -506,10 +507,9 @@ impl Replication {
                 .filter_map(|n| s.replicas.get(n))
                 .filter(|r| r.state == ReplicaState::Streaming)
                 .map(|r| r.acked_lsn)
-                .collect()
+                .min()
         };
-        let now = Instant::now();
-        acked.into_iter().map(|a| self.lag(a, last_lsn, now)).max().unwrap_or_default()
+        furthest_behind.map_or(Duration::ZERO, |a| self.lag(a, last_lsn, Instant::now()))
     }
 
     /// What `GET /v1/shards/{name}` shows.

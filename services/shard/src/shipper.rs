@@ -156,7 +156,7 @@ impl Stream {
         let mut appended = self.shard.repl.watch_appended();
         while self.shard.repl.is_current(&self.node, self.generation) {
             if !self.guard_mirrored() {
-                let theirs = self.mirrored.take().flatten().map(|g| g.spec.clone());
+                let theirs = self.mirrored.clone().flatten().map(|g| g.spec.clone());
                 self.mirror_guard(theirs).await?;
             }
             let (sent, sent_epoch) = self.prev.expect("streaming starts from a known record");
