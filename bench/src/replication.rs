@@ -6,7 +6,9 @@
 //! one ack and `sync`. Every trial of a row creates a fresh single-shard collection with that
 //! RF and consistency, and `--writers` closed-loop writers upsert batches of fresh random
 //! points into it through the router for `--seconds`; then it is dropped. The rows take
-//! turns, `--repeat` times, and the trial with the most points/s is kept. Meanwhile the primary's
+//! turns, `--repeat` times; a row's throughput and replica lag are those of its trial with the
+//! most points/s, its latency percentiles pool the writes of all its trials (the tail of one
+//! 5-s trial on shared cores moves by ±10 ms from trial to trial). Meanwhile the primary's
 //! `GET /v1/shards/{name}` is read every `--lag-interval-ms` for its replicas' progress
 //! (`replication.replicas[].lag_seconds` / `lag_records`), and once the writers stop, how long
 //! every replica takes to confirm the whole log.
@@ -233,17 +235,18 @@ pub fn run(args: ReplicationArgs) -> Result<()> {
     Ok(())
 }
 
-/// The kept trial (most points/s) of one row, summarised.
+/// One row: throughput and replica lag from its kept trial (most points/s), latency
+/// percentiles over the writes of all its trials.
 fn row(trials: Vec<Trial>) -> Row {
     let trials_points_per_second: Vec<f64> = trials.iter().map(Trial::points_per_second).collect();
     let trials_p99_ms: Vec<f64> = trials.iter().map(Trial::p99_ms).collect();
+    let mut ns: Vec<u64> = trials.iter().flat_map(|t| t.latencies_ns.iter().copied()).collect();
+    ns.sort_unstable();
     let best = trials
         .into_iter()
         .max_by(|a, b| a.points_per_second().total_cmp(&b.points_per_second()))
         .expect("at least one trial");
     let target = &best.target;
-    let mut ns = best.latencies_ns.clone();
-    ns.sort_unstable();
     let (mode, acks) = mode_name(target.consistency);
     let replicas = target.copies[1..]
         .iter()
@@ -269,6 +272,7 @@ fn row(trials: Vec<Trial>) -> Row {
         placement: target.placement.clone(),
         points_per_second: best.points as f64 / seconds,
         writes_per_second: best.writes as f64 / seconds,
+        latency_samples: ns.len(),
         p50_ms: percentile_ms(&ns, 50.0),
         p95_ms: percentile_ms(&ns, 95.0),
         p99_ms: percentile_ms(&ns, 99.0),

@@ -52,10 +52,15 @@ pub struct Row {
     pub points_per_second: f64,
     /// Upsert requests acknowledged per second.
     pub writes_per_second: f64,
+    /// Latency percentiles over the upserts of every trial of the row (not only the kept one):
+    /// `latency_samples` of them.
+    #[serde(default)]
+    pub latency_samples: usize,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Upserts acknowledged in the kept trial.
     pub writes: u64,
     /// Upserts that failed (not counted above).
     pub errors: u64,
@@ -68,7 +73,7 @@ pub struct Row {
     /// Per replica, as the primary reported it during the trial.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaLag>,
-    /// With `--repeat`: every trial's points/s and p99 (the numbers above are from the best).
+    /// With `--repeat`: every trial's points/s and own p99.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials_points_per_second: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -344,6 +349,7 @@ mod tests {
             placement: Vec::new(),
             points_per_second: 0.0,
             writes_per_second: 0.0,
+            latency_samples: 0,
             p50_ms: 0.0,
             p95_ms: 0.0,
             p99_ms: p99,

@@ -161,6 +161,14 @@ pub struct Ratios {
 pub struct Machine {
     pub cores: usize,
     pub cpu_model: String,
+    /// `cpu family/model` from /proc/cpuinfo (e.g. "25/17"): a cloud guest's model name ("AMD
+    /// EPYC") does not tell CPU generations apart, and they run the same kernels at different
+    /// speeds.
+    #[serde(default)]
+    pub cpu_family_model: String,
+    /// The widest vector extension the CPU reports: "avx512", "avx2", "sse4_2" or "".
+    #[serde(default)]
+    pub vector_isa: String,
     pub memory_gib: f64,
     pub os: String,
     /// 1, 5 and 15 minute load averages when the run started: other work on the machine
@@ -176,8 +184,13 @@ impl Machine {
     /// One line for a report's header: cores, CPU, load at start and end, the commit.
     pub fn describe(&self, commit: &str) -> String {
         format!(
-            "{} cores ({}), load average {:?} at start, {:?} at end, commit {commit}",
-            self.cores, self.cpu_model, self.load_average, self.load_average_end
+            "{} cores ({}, family/model {}, {}), load average {:?} at start, {:?} at end, commit {commit}",
+            self.cores,
+            self.cpu_model,
+            self.cpu_family_model,
+            self.vector_isa,
+            self.load_average,
+            self.load_average_end
         )
     }
 }
@@ -425,11 +438,7 @@ impl Report {
 /// Cores, CPU model and memory as Linux reports them (best effort elsewhere).
 pub fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
+    let (cpu_model, cpu_family_model, vector_isa) = cpu(&cpuinfo);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_kib: f64 = meminfo
         .lines()
@@ -439,11 +448,36 @@ pub fn machine() -> Machine {
     Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu_model,
+        cpu_family_model,
+        vector_isa,
         memory_gib: (memory_kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
         os: std::env::consts::OS.to_string(),
         load_average: load_average(),
         load_average_end: Vec::new(),
     }
+}
+
+/// Model name, "family/model" and widest vector extension of the first processor in a
+/// /proc/cpuinfo text.
+fn cpu(cpuinfo: &str) -> (String, String, String) {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown".to_string());
+    let family_model = match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!("{family}/{model}"),
+        _ => String::new(),
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    let isa = [("avx512f", "avx512"), ("avx2", "avx2"), ("sse4_2", "sse4_2")]
+        .into_iter()
+        .find(|(flag, _)| has(flag))
+        .map_or(String::new(), |(_, name)| name.to_string());
+    (model, family_model, isa)
 }
 
 /// The 1, 5 and 15 minute load averages (empty where /proc/loadavg is missing).
@@ -475,6 +509,17 @@ pub fn git_commit() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_reads_the_first_processor() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n\
+                    model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx2 avx512f avx512bw\n\n\
+                    processor\t: 1\ncpu family\t: 6\nmodel\t\t: 85\n";
+        assert_eq!(cpu(text), ("AMD EPYC".into(), "25/17".into(), "avx512".into()));
+        let older = "cpu family\t: 23\nmodel\t\t: 49\nflags\t\t: sse4_2 avx2 avx512_bf16\n";
+        assert_eq!(cpu(older), ("unknown".into(), "23/49".into(), "avx2".into()));
+        assert_eq!(cpu(""), ("unknown".into(), String::new(), String::new()));
+    }
 
     #[test]
     fn percentiles_and_rate() {
