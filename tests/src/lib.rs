@@ -20,6 +20,7 @@ pub mod embedder;
 pub mod fleet;
 pub mod history;
 pub mod netfault;
+pub mod ownership;
 pub mod proxy;
 
 use anyhow::{bail, Context, Result};

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use vdb_tests::ownership::{hash, ownership};
 use vdb_tests::{assert_error, Http, ShardProcess};
 
 fn create(http: &Http, name: &str, shard_id: u32, epoch: u64) {
@@ -26,14 +27,6 @@ fn upsert(http: &Http, name: &str, ids: impl IntoIterator<Item = u64>) -> u64 {
     let r = http.put(&format!("/v1/shards/{name}/points"), &json!({"points": pts})).unwrap();
     assert_eq!(r.0, 200, "{r:?}");
     r.1["lsn"].as_u64().unwrap()
-}
-
-fn hash(shards: &[u32]) -> Value {
-    json!({"sharding": {"strategy": "hash"}, "shards": shards})
-}
-
-fn ownership(from: Value, to: Value, cut_over: &[u32], shard: u32) -> Value {
-    json!({"from": from, "to": to, "cut_over": cut_over, "shard": shard})
 }
 
 fn ids_of(points: &Value) -> Vec<u64> {

@@ -19,6 +19,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use vdb_tests::ownership::{hash, ownership};
 use vdb_tests::{Http, ShardProcess};
 
 const NAME: &str = "c.1.s0";
@@ -464,9 +465,8 @@ fn replicas_that_missed_a_write_guard_get_it_from_their_primary() {
     converged(&ph, &r2.http(), "replica n2");
 
     // Shard 0 was the only shard and has handed the points of a new shard 1 over.
-    let hash = |shards: &[u32]| json!({"sharding": {"strategy": "hash"}, "shards": shards});
-    let ownership = json!({"from": hash(&[0]), "to": hash(&[0, 1]), "cut_over": [0], "shard": 0});
-    let guard = json!({"ownership": ownership, "frozen": false});
+    let guard =
+        json!({"ownership": ownership(hash(&[0]), hash(&[0, 1]), &[0], 0), "frozen": false});
     r1.kill9();
     r2.pause();
     assert_eq!(ph.put(&format!("/v1/shards/{NAME}/guard"), &guard).unwrap().0, 200);
