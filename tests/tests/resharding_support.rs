@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use vdb_tests::ownership::{hash, ownership};
+use vdb_tests::ownership::{hash, ids_of, ownership, scroll_ids};
 use vdb_tests::{assert_error, Http, ShardProcess};
 
 fn create(http: &Http, name: &str, shard_id: u32, epoch: u64) {
@@ -27,32 +27,6 @@ fn upsert(http: &Http, name: &str, ids: impl IntoIterator<Item = u64>) -> u64 {
     let r = http.put(&format!("/v1/shards/{name}/points"), &json!({"points": pts})).unwrap();
     assert_eq!(r.0, 200, "{r:?}");
     r.1["lsn"].as_u64().unwrap()
-}
-
-fn ids_of(points: &Value) -> Vec<u64> {
-    points.as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect()
-}
-
-/// Every id a read with this ownership sees, by scrolling in small pages.
-fn scroll_all(http: &Http, name: &str, own: Option<&Value>) -> Vec<u64> {
-    let mut ids = Vec::new();
-    let mut offset = Value::Null;
-    loop {
-        let mut req = json!({"limit": 7, "with_payload": false});
-        if let Some(o) = own {
-            req["ownership"] = o.clone();
-        }
-        if !offset.is_null() {
-            req["offset"] = offset.clone();
-        }
-        let r = http.post(&format!("/v1/shards/{name}/points/scroll"), &req).unwrap();
-        assert_eq!(r.0, 200, "{r:?}");
-        ids.extend(ids_of(&r.1["points"]));
-        offset = r.1["next_offset"].clone();
-        if offset.is_null() {
-            return ids;
-        }
-    }
 }
 
 fn last_lsn(http: &Http, name: &str) -> u64 {
@@ -217,12 +191,12 @@ fn ownership_splits_every_read_without_overlap() {
 
     // scroll: the owned sets partition the points.
     let sets: Vec<BTreeSet<u64>> =
-        (0..3).map(|s| scroll_all(&http, names[s], Some(&owns[s])).into_iter().collect()).collect();
+        (0..3).map(|s| scroll_ids(&http, names[s], Some(&owns[s])).into_iter().collect()).collect();
     assert_eq!(sets.iter().map(BTreeSet::len).sum::<usize>(), N as usize, "no duplicates");
     let union: BTreeSet<u64> = sets.iter().flatten().copied().collect();
     assert_eq!(union, (0..N).collect());
     assert!(sets.iter().all(|s| !s.is_empty()));
-    assert_eq!(scroll_all(&http, "s0", None).len(), N as usize);
+    assert_eq!(scroll_ids(&http, "s0", None).len(), N as usize);
 
     // count, with and without a filter.
     let g1 = json!({"must": [{"key": "g", "match": {"value": 1}}]});
@@ -333,7 +307,7 @@ fn the_write_guard_refuses_and_skips_and_persists() {
     upsert(&http, "g", 0..100);
     // Shard 0 was the only shard and has handed the points of new shard 1 over.
     let plain = ownership(hash(&[0]), hash(&[0, 1]), &[0], 0);
-    let mine = scroll_all(&http, "g", Some(&plain));
+    let mine = scroll_ids(&http, "g", Some(&plain));
     let theirs: Vec<u64> = (0..100).filter(|i| !mine.contains(i)).collect();
     assert!(!mine.is_empty() && !theirs.is_empty());
 
@@ -445,7 +419,7 @@ fn delete_not_owned_sheds_moved_points_in_one_write() {
     create(&http, "d", 1, 1);
     upsert(&http, "d", 0..200);
     let own = ownership(hash(&[0, 1]), hash(&[0, 1, 2]), &[1], 1);
-    let kept = scroll_all(&http, "d", Some(&own));
+    let kept = scroll_ids(&http, "d", Some(&own));
     // A guard does not stand in the way of the clean-up.
     let r = http.put("/v1/shards/d/guard", &json!({"ownership": own})).unwrap();
     assert_eq!(r.0, 200);
@@ -455,7 +429,7 @@ fn delete_not_owned_sheds_moved_points_in_one_write() {
     assert_eq!(r.0, 200, "{r:?}");
     assert_eq!(r.1["affected"], 200 - kept.len() as u64);
     assert_eq!(r.1["lsn"], before + 1, "one logged write");
-    assert_eq!(scroll_all(&http, "d", None), kept);
+    assert_eq!(scroll_ids(&http, "d", None), kept);
     let page = wal(&http, "d", &format!("after={before}")).1;
     assert_eq!(page["records"][0]["op"]["type"], "delete");
     assert_eq!(page["records"][0]["op"]["ids"].as_array().unwrap().len(), 200 - kept.len());
@@ -469,5 +443,5 @@ fn delete_not_owned_sheds_moved_points_in_one_write() {
         400,
         "invalid_argument",
     );
-    assert_eq!(scroll_all(&http, "d", None), kept);
+    assert_eq!(scroll_ids(&http, "d", None), kept);
 }

@@ -17,9 +17,9 @@
 //! removal) from their stream. Each test prints what it checked.
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use vdb_tests::ownership::{hash, ownership};
+use vdb_tests::ownership::{hash, ownership, scroll_ids};
 use vdb_tests::{Http, ShardProcess};
 
 const NAME: &str = "c.1.s0";
@@ -449,9 +449,8 @@ fn replicas_that_missed_a_write_guard_get_it_from_their_primary() {
     // Nemeses: a replica killed (SIGKILL) and one stopped (SIGSTOP) while a write guard is
     // installed on the primary only (as a router does when it cannot reach an out-of-sync
     // replica); later the guard is removed from the primary only. Asserts: each replica ends
-    // up with the primary's guard, or with none like it; the killed one gets it before it
-    // streams again, and once promoted it refuses a point its shard handed over (409) and
-    // takes the others.
+    // up with the primary's guard, or with none like it; the killed one, once promoted, refuses
+    // exactly the points its shard handed over (409) and takes the ones it still owns.
     let [p, mut r1, r2] = three();
     let ph = p.http();
     let nodes = |r1: &ShardProcess| {
@@ -465,8 +464,8 @@ fn replicas_that_missed_a_write_guard_get_it_from_their_primary() {
     converged(&ph, &r2.http(), "replica n2");
 
     // Shard 0 was the only shard and has handed the points of a new shard 1 over.
-    let guard =
-        json!({"ownership": ownership(hash(&[0]), hash(&[0, 1]), &[0], 0), "frozen": false});
+    let own = ownership(hash(&[0]), hash(&[0, 1]), &[0], 0);
+    let guard = json!({"ownership": own, "frozen": false});
     r1.kill9();
     r2.pause();
     assert_eq!(ph.put(&format!("/v1/shards/{NAME}/guard"), &guard).unwrap().0, 200);
@@ -474,34 +473,39 @@ fn replicas_that_missed_a_write_guard_get_it_from_their_primary() {
     r2.resume();
     let stopped = guard_arrives(&r2.http(), &guard, "stopped replica");
     r1.restart().unwrap();
-    assert_eq!(guard_of(&r1.http()), Value::Null, "the killed replica missed the guard");
+    let r1h = r1.http();
+    assert_eq!(guard_of(&r1h), Value::Null, "the killed replica missed the guard");
     assert_eq!(nodes(&r1), 200);
-    let killed = guard_arrives(&r1.http(), &guard, "restarted replica");
-    converged(&ph, &r1.http(), "restarted replica");
+    let killed = guard_arrives(&r1h, &guard, "restarted replica");
+    converged(&ph, &r1h, "restarted replica");
 
     assert_eq!(ph.delete(&format!("/v1/shards/{NAME}/guard")).unwrap().0, 204);
     let removed = guard_arrives(&r2.http(), &Value::Null, "removal");
-    guard_arrives(&r1.http(), &Value::Null, "removal");
+    guard_arrives(&r1h, &Value::Null, "removal");
     assert_eq!(ph.put(&format!("/v1/shards/{NAME}/guard"), &guard).unwrap().0, 200);
-    guard_arrives(&r1.http(), &guard, "second guard");
+    guard_arrives(&r1h, &guard, "second guard");
 
-    // The replica that was down takes over: it refuses what its shard handed over.
-    let r1h = r1.http();
+    // The replica that was down takes over: it refuses what its shard handed over, which is
+    // what a read under the same ownership no longer sees.
+    let owned: BTreeSet<u64> =
+        scroll_ids(&r1h, NAME, Some(&own)).into_iter().filter(|&i| i < 100).collect();
     assert_eq!(assign(&p, 2, "replica", 0, &[], &[], 0).0, 200);
     assert_eq!(assign(&r1, 2, "primary", 60_000, &[], &[], 0).0, 200);
-    let (mut refused, mut taken) = (0, 0);
+    let (mut refused, mut taken) = (0, BTreeSet::new());
     for i in 0..100u64 {
         let r = upsert(&r1h, i..i + 1, 99, "");
         match r.0 {
             409 => refused += 1,
-            200 => taken += 1,
+            200 => _ = taken.insert(i),
             _ => panic!("{r:?}"),
         }
     }
     println!(
         "guards: a stopped replica got the guard {stopped:?} after it resumed, a killed one \
          {killed:?} after it was assigned again, removal reached them in {removed:?}; the \
-         promoted replica refused {refused} of 100 writes (handed over) and took {taken}"
+         promoted replica refused {refused} of 100 writes (handed over) and took {}",
+        taken.len()
     );
-    assert!(refused > 0 && taken > 0, "{refused} refused, {taken} taken");
+    assert!(refused > 0 && !taken.is_empty(), "{refused} refused, {taken:?} taken");
+    assert_eq!(taken, owned, "the promoted replica took exactly the points it owns");
 }
