@@ -112,6 +112,17 @@ impl Node {
     }
 
     /// The end of the node's log, for error messages.
+    /// The node's process, when it runs on this machine: the child this tool started, or the
+    /// process listening on a loopback `--url`'s port.
+    pub fn pid(&self) -> Option<u32> {
+        if let Some(child) = &self.child {
+            return Some(child.id());
+        }
+        let uri: Uri = self.url.parse().ok()?;
+        let local = matches!(uri.host()?, "127.0.0.1" | "localhost" | "[::1]");
+        local.then(|| crate::cpu::pid_listening_on(uri.port_u16()?))?
+    }
+
     pub fn log_tail(&self) -> String {
         let Some(text) = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
             return String::new();
@@ -373,7 +384,7 @@ pub async fn timed(
     if let Some(e) = first_error {
         eprintln!("warning: {errors} failed searches; first: {e}");
     }
-    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors })
+    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors, cpu: None })
 }
 
 /// One connection's share of the timed loop: prepared bodies in turn, answers drained unread.
@@ -432,12 +443,15 @@ pub struct Setup<'a> {
     pub batch: usize,
     pub ingest_concurrency: usize,
     pub connections: usize,
+    /// Search the `bench` shard a previous run loaded, if it holds the whole dataset.
+    pub reuse: bool,
 }
 
 /// The VDB side, loaded and ready to search.
 pub struct Vdb {
     pub url: String,
-    pub ingest: Rate,
+    /// `None` when an earlier run's shard was reused.
+    pub ingest: Option<Rate>,
     client: Lean,
     search_uri: Uri,
     connections: usize,
@@ -449,12 +463,18 @@ impl Vdb {
     /// Creates the shard, loads every document and serialises every search body up front.
     pub async fn load(node: &Node, data: &Dataset, setup: Setup<'_>) -> Result<Self> {
         let api = ShardClient::new(&node.url)?;
-        prepare(&api, data, setup.hnsw).await?;
         let client = lean_client(setup.connections.max(setup.ingest_concurrency));
-        eprintln!("vdb: ingesting {} vectors into {}", data.len(), node.url);
-        let uri = format!("{}/v1/shards/{SHARD}/points", node.url).parse()?;
-        let ingest = ingest(&client, &uri, data, setup.batch, setup.ingest_concurrency).await?;
-        check_count(&api, data.len()).await?;
+        let ingest = if setup.reuse && check_count(&api, data.len()).await.is_ok() {
+            eprintln!("vdb: searching the {SHARD} shard already loaded at {}", node.url);
+            None
+        } else {
+            prepare(&api, data, setup.hnsw).await?;
+            eprintln!("vdb: ingesting {} vectors into {}", data.len(), node.url);
+            let uri = format!("{}/v1/shards/{SHARD}/points", node.url).parse()?;
+            let rate = ingest(&client, &uri, data, setup.batch, setup.ingest_concurrency).await?;
+            check_count(&api, data.len()).await?;
+            Some(rate)
+        };
         let mut bodies = BTreeMap::new();
         for &ef in setup.efs {
             for filtered in [false, true] {

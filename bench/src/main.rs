@@ -2,6 +2,7 @@
 //! `debian-minilm` dataset, with the same index parameters, threads and cores (see
 //! `bench/README.md` for what is measured and the fairness rules).
 
+mod cpu;
 mod data;
 mod embed;
 mod fleet;
@@ -17,7 +18,7 @@ use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use data::Dataset;
 use raw::Hnsw;
-use report::{Params, RawResults, Report, SearchRun, VdbResults};
+use report::{Params, RawResults, Report, SearchRun, Timed, VdbResults};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,6 +105,12 @@ struct ShardArgs {
     /// reported (background load only ever slows a trial down).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// With --url: search the `bench` shard an earlier run left there (if it holds the whole
+    /// dataset) instead of loading a new one. Each load builds a different graph in different
+    /// memory, which moves QPS by ~10 % between loads; comparing node settings or builds on
+    /// one loaded shard leaves that out.
+    #[arg(long, requires = "url")]
+    reuse: bool,
     /// Measure only one side.
     #[arg(long, value_enum, default_value_t = Side::Both)]
     only: Side,
@@ -178,6 +185,7 @@ fn shard(args: ShardArgs) -> Result<()> {
                 batch: args.batch,
                 ingest_concurrency: args.ingest_concurrency,
                 connections: args.connections,
+                reuse: args.reuse,
             };
             Some(
                 runtime
@@ -187,6 +195,8 @@ fn shard(args: ShardArgs) -> Result<()> {
         }
         None => None,
     };
+
+    let node_pid = node.as_ref().and_then(http::Node::pid);
 
     // Searches alternate between the sides at every ef, query kind and trial, so drift in
     // whatever else the machine is doing hits both alike. Every plain ef runs before any
@@ -218,11 +228,12 @@ fn shard(args: ShardArgs) -> Result<()> {
             let (mut raw_trials, mut vdb_trials) = (Vec::new(), Vec::new());
             for _ in 0..args.repeat {
                 if let Some((index, _)) = &raw_index {
-                    raw_trials.push(raw::timed(index, &data, ef, filtered, threads, duration)?);
+                    let trial = || raw::timed(index, &data, ef, filtered, threads, duration);
+                    raw_trials.push(with_cpu(None, trial)?);
                 }
                 if let (Some(vdb), Some(node)) = (&vdb, &node) {
-                    let trial = runtime.block_on(vdb.timed(ef, filtered, duration));
-                    vdb_trials.push(trial.map_err(|e| vdb_failed(node, e))?);
+                    let trial = || runtime.block_on(vdb.timed(ef, filtered, duration));
+                    vdb_trials.push(with_cpu(node_pid, trial).map_err(|e| vdb_failed(node, e))?);
                 }
             }
             if let Some(accuracy) = raw_accuracy {
@@ -293,6 +304,15 @@ fn shard(args: ShardArgs) -> Result<()> {
     report.write(&args.out)?;
     eprintln!("results written to {}", args.out.display());
     Ok(())
+}
+
+/// Runs one timed loop and records what it cost per search: this process's CPU, and the
+/// node's (`node`) by thread group.
+fn with_cpu(node: Option<u32>, trial: impl FnOnce() -> Result<Timed>) -> Result<Timed> {
+    let before = cpu::sample(node);
+    let mut timed = trial()?;
+    timed.cpu = before.per_search(&cpu::sample(node), timed.log.len() as u64);
+    Ok(timed)
 }
 
 #[cfg(test)]

@@ -149,5 +149,5 @@ pub fn timed(
             .collect::<Result<Vec<_>>>()?;
         Ok((logs, start.elapsed()))
     })?;
-    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors: 0 })
+    Ok(Timed { log: LatencyLog::merge(logs), elapsed, errors: 0, cpu: None })
 }

@@ -1,6 +1,7 @@
 //! Results: latency summaries, the human table, the JSON document and the comparison with a
 //! previous run.
 
+use crate::cpu::CpuUse;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,10 @@ impl LatencyLog {
 
     pub fn record(&mut self, latency: Duration) {
         self.0.push(latency.as_nanos() as u64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn merge(logs: Vec<LatencyLog>) -> LatencyLog {
@@ -62,6 +67,9 @@ pub struct SearchRun {
     /// With `--repeat`: every trial's QPS (the numbers above are from the best one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials_qps: Vec<f64>,
+    /// CPU time per search in the best trial (absent where `/proc` could not tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
 }
 
 /// What the untimed pass over every query found: mean recall@10 and, for VDB, how often the
@@ -77,6 +85,8 @@ pub struct Timed {
     pub log: LatencyLog,
     pub elapsed: Duration,
     pub errors: u64,
+    /// What the loop cost per search, where the caller measured it.
+    pub cpu: Option<CpuUse>,
 }
 
 impl Timed {
@@ -91,10 +101,11 @@ impl SearchRun {
     pub fn best_of(ef: usize, accuracy: Accuracy, trials: Vec<Timed>) -> Self {
         let trials_qps: Vec<f64> = trials.iter().map(Timed::qps).collect();
         let best = trials.into_iter().max_by(|a, b| a.qps().total_cmp(&b.qps()));
-        let Timed { log, elapsed, errors } = best.unwrap_or(Timed {
+        let Timed { log, elapsed, errors, cpu } = best.unwrap_or(Timed {
             log: LatencyLog(Vec::new()),
             elapsed: Duration::ZERO,
             errors: 0,
+            cpu: None,
         });
         let mut ns = log.0;
         ns.sort_unstable();
@@ -113,6 +124,7 @@ impl SearchRun {
             errors,
             plans: accuracy.plans,
             trials_qps: if trials_qps.len() > 1 { trials_qps } else { Vec::new() },
+            cpu,
         }
     }
 
@@ -143,7 +155,8 @@ pub struct VdbResults {
     pub url: String,
     /// True when the tool started the shard itself (else `--url`).
     pub spawned: bool,
-    pub ingest: Rate,
+    /// Absent when `--reuse` searched a shard loaded by an earlier run.
+    pub ingest: Option<Rate>,
     pub search: Vec<SearchRun>,
     pub filtered: Vec<SearchRun>,
 }
@@ -249,7 +262,10 @@ impl Report {
                 .collect()
         };
         self.ratios = Ratios {
-            ingest: Some(vdb.ingest.vectors_per_second / raw.build.vectors_per_second.max(1e-9)),
+            ingest: vdb
+                .ingest
+                .as_ref()
+                .map(|i| i.vectors_per_second / raw.build.vectors_per_second.max(1e-9)),
             search_qps: per_ef(&vdb.search, &raw.search),
             filtered_qps: per_ef(&vdb.filtered, &raw.filtered),
         };
@@ -318,12 +334,12 @@ impl Report {
                 "raw", raw.build.vectors_per_second, raw.build.seconds, ""
             );
         }
-        if let Some(vdb) = &self.vdb {
+        if let Some(ingest) = self.vdb.as_ref().and_then(|v| v.ingest.as_ref()) {
             let ratio = self.ratios.ingest.map(|r| format!("{r:.2}")).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{:<8} {:>14.0} {:>10.2} {:>8}",
-                "vdb", vdb.ingest.vectors_per_second, vdb.ingest.seconds, ratio
+                "vdb", ingest.vectors_per_second, ingest.seconds, ratio
             );
         }
         let _ = writeln!(
@@ -355,6 +371,21 @@ impl Report {
                 errors
             );
         }
+        let cpu_rows: Vec<_> = self
+            .rows()
+            .into_iter()
+            .filter_map(|(k, side, r)| Some((k, side, r.ef, r.cpu.as_ref()?)))
+            .collect();
+        if !cpu_rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCPU per search (us of user + system time, best trial): this process is raw \
+                 USearch or the load generator"
+            );
+            for (kind, side, ef, cpu) in cpu_rows {
+                let _ = writeln!(out, "{kind:<9} {side:<5} {ef:>5} {}", cpu.describe());
+            }
+        }
         out
     }
 
@@ -381,7 +412,11 @@ impl Report {
             writeln!(out, "\n{:<8} {:>14} {:>14} {:>8}", "load", "old vec/s", "new vec/s", "delta");
         let loads = [
             ("raw", old.raw.as_ref().map(|r| &r.build), self.raw.as_ref().map(|r| &r.build)),
-            ("vdb", old.vdb.as_ref().map(|v| &v.ingest), self.vdb.as_ref().map(|v| &v.ingest)),
+            (
+                "vdb",
+                old.vdb.as_ref().and_then(|v| v.ingest.as_ref()),
+                self.vdb.as_ref().and_then(|v| v.ingest.as_ref()),
+            ),
         ];
         for (side, old_rate, new_rate) in loads {
             if let (Some(o), Some(n)) = (old_rate, new_rate) {
@@ -525,16 +560,27 @@ mod tests {
     fn percentiles_and_rate() {
         let mut log = LatencyLog::with_capacity(Duration::from_secs(1));
         (1..=100).for_each(|ms| log.record(Duration::from_millis(ms)));
-        let slow =
-            Timed { log: LatencyLog(vec![5; 10]), elapsed: Duration::from_secs(2), errors: 1 };
-        let fast = Timed { log, elapsed: Duration::from_secs(2), errors: 0 };
+        let slow = Timed {
+            log: LatencyLog(vec![5; 10]),
+            elapsed: Duration::from_secs(2),
+            errors: 1,
+            cpu: None,
+        };
+        let cpu = CpuUse { bench_us: 40.0, node_us: BTreeMap::new(), machine_busy_percent: 99.0 };
+        let fast =
+            Timed { log, elapsed: Duration::from_secs(2), errors: 0, cpu: Some(cpu.clone()) };
         let run = SearchRun::best_of(16, Accuracy::default(), vec![slow, fast]);
         assert_eq!((run.completed, run.errors), (100, 0));
         assert_eq!(run.qps, 50.0);
         assert_eq!((run.p50_ms, run.p99_ms), (51.0, 100.0));
         assert_eq!(run.trials_qps, vec![5.0, 50.0]);
-        let empty =
-            Timed { log: LatencyLog(Vec::new()), elapsed: Duration::from_secs(1), errors: 3 };
+        assert_eq!(run.cpu, Some(cpu), "the CPU figures are the best trial's");
+        let empty = Timed {
+            log: LatencyLog(Vec::new()),
+            elapsed: Duration::from_secs(1),
+            errors: 3,
+            cpu: None,
+        };
         let run = SearchRun::best_of(16, Accuracy::default(), vec![empty]);
         assert_eq!((run.qps, run.p99_ms, run.errors), (0.0, 0.0, 3));
         assert!(run.trials_qps.is_empty());

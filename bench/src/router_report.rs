@@ -319,6 +319,7 @@ mod tests {
             errors: 0,
             plans: BTreeMap::new(),
             trials_qps: Vec::new(),
+            cpu: None,
         }
     }
 
