@@ -111,7 +111,6 @@ impl Node {
         Ok(node)
     }
 
-    /// The end of the node's log, for error messages.
     /// The node's process, when it runs on this machine: the child this tool started, or the
     /// process listening on a loopback `--url`'s port.
     pub fn pid(&self) -> Option<u32> {
@@ -123,6 +122,7 @@ impl Node {
         local.then(|| crate::cpu::pid_listening_on(uri.port_u16()?))?
     }
 
+    /// The end of the node's log, for error messages.
     pub fn log_tail(&self) -> String {
         let Some(text) = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
             return String::new();

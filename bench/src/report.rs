@@ -91,7 +91,7 @@ pub struct Timed {
 
 impl Timed {
     fn qps(&self) -> f64 {
-        self.log.0.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.log.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
