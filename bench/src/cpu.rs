@@ -1,16 +1,19 @@
 //! Where a timed loop's CPU went: this process (the load generator, or raw USearch), the shard
-//! node by thread group, and how busy the machine was, read from `/proc` before and after.
+//! node by thread group or every process of a fleet by its role, and how busy the machine was,
+//! read from `/proc` before and after.
 //!
 //! The benchmark's QPS ratio is a CPU budget split between parties on the same cores: per
 //! search, the node's read threads, its HTTP threads and the client each take some. Reporting
 //! those microseconds next to raw USearch's shows what a gap is made of, not only its size.
 //! Linux only; elsewhere (or for a node on another machine) the figures are simply absent.
 
+use crate::report::Timed;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 
-/// CPU time per completed search, in microseconds of user + system time.
+/// CPU time per completed operation (a search, an upserted point), in microseconds of user +
+/// system time.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct CpuUse {
     /// This process: the load generator's runtime, or raw USearch's search threads.
@@ -19,21 +22,25 @@ pub struct CpuUse {
     /// empty for raw USearch or a node whose process was not found.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_us: BTreeMap<String, f64>,
+    /// Whole processes (every thread, ended ones too) by their role in a fleet: `router`,
+    /// `primary`, `replica 1`, ...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes_us: BTreeMap<String, f64>,
     /// Share of the machine's CPU time that was busy (any process), in percent.
     pub machine_busy_percent: f64,
 }
 
 impl CpuUse {
     pub fn total_us(&self) -> f64 {
-        self.bench_us + self.node_us.values().sum::<f64>()
+        self.bench_us + self.node_us.values().chain(self.processes_us.values()).sum::<f64>()
     }
 
     /// `total 385 = this process 36 + vdb-read 291 + tokio-rt-worker 58; machine 97% busy`.
     pub fn describe(&self) -> String {
         let mut parts =
             format!("total {:>4.0} = this process {:.0}", self.total_us(), self.bench_us);
-        for (group, us) in &self.node_us {
-            parts += &format!(" + {group} {us:.0}");
+        for (part, us) in self.node_us.iter().chain(&self.processes_us) {
+            parts += &format!(" + {part} {us:.0}");
         }
         format!("{parts}; machine {:.0}% busy", self.machine_busy_percent)
     }
@@ -43,40 +50,63 @@ impl CpuUse {
 pub struct Sample {
     own: u64,
     node: BTreeMap<String, u64>,
+    processes: BTreeMap<String, u64>,
     machine: Option<(u64, u64)>,
 }
 
-/// Reads this process's CPU time, `node`'s per thread group, and the machine's busy/total.
-pub fn sample(node: Option<u32>) -> Sample {
+/// Reads this process's CPU time, `node`'s per thread group, each of `processes` (role, pid)
+/// whole, and the machine's busy/total.
+pub fn sample(node: Option<u32>, processes: &[(String, u32)]) -> Sample {
+    let process = |pid: u32| ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?);
     Sample {
         own: fs::read_to_string("/proc/self/stat").ok().and_then(|s| ticks(&s)).unwrap_or(0),
         node: node.map(thread_groups).unwrap_or_default(),
+        processes: processes
+            .iter()
+            .filter_map(|(role, pid)| Some((role.clone(), process(*pid)?)))
+            .collect(),
         machine: fs::read_to_string("/proc/stat").ok().and_then(|s| machine(&s)),
     }
 }
 
 impl Sample {
-    /// What was spent between `self` and `later`, per search over `searches`.
-    pub fn per_search(&self, later: &Sample, searches: u64) -> Option<CpuUse> {
+    /// What was spent between `self` and `later`, per operation over `operations`.
+    pub fn per_op(&self, later: &Sample, operations: u64) -> Option<CpuUse> {
         let (Some(before), Some(after)) = (self.machine, later.machine) else { return None };
-        if searches == 0 || after.1 <= before.1 {
+        if operations == 0 || after.1 <= before.1 {
             return None;
         }
-        let us = |ticks: u64| ticks as f64 * 1e6 / USER_HZ / searches as f64;
-        let node_us = later
-            .node
-            .iter()
-            .map(|(group, &t)| {
-                (group.clone(), us(t.saturating_sub(*self.node.get(group).unwrap_or(&0))))
-            })
-            .filter(|&(_, v)| v > 0.0)
-            .collect();
+        let us = |ticks: u64| ticks as f64 * 1e6 / USER_HZ / operations as f64;
+        // A thread or process absent before started during the loop and counts from zero.
+        let spent = |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>| {
+            after
+                .iter()
+                .map(|(part, &t)| {
+                    (part.clone(), us(t.saturating_sub(*before.get(part).unwrap_or(&0))))
+                })
+                .filter(|&(_, v)| v > 0.0)
+                .collect()
+        };
         Some(CpuUse {
             bench_us: us(later.own.saturating_sub(self.own)),
-            node_us,
+            node_us: spent(&self.node, &later.node),
+            processes_us: spent(&self.processes, &later.processes),
             machine_busy_percent: 100.0 * (after.0 - before.0) as f64 / (after.1 - before.1) as f64,
         })
     }
+}
+
+/// Runs one timed loop and records what it cost per search: this process's CPU, `node`'s by
+/// thread group and each of `processes` whole.
+pub fn with_cpu(
+    node: Option<u32>,
+    processes: &[(String, u32)],
+    trial: impl FnOnce() -> anyhow::Result<Timed>,
+) -> anyhow::Result<Timed> {
+    let before = sample(node, processes);
+    let mut timed = trial()?;
+    timed.cpu = before.per_op(&sample(node, processes), timed.log.len() as u64);
+    Ok(timed)
 }
 
 /// Clock ticks per second in `/proc` times (USER_HZ: 100 on every architecture Linux runs the
@@ -185,16 +215,18 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         assert_eq!(pid_listening_on(port), Some(std::process::id()));
-        let before = sample(Some(std::process::id()));
+        let me = std::process::id();
+        let before = sample(Some(me), &[("itself".to_string(), me)]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
         let mut x = 0u64;
         while std::time::Instant::now() < deadline {
             x = x.wrapping_mul(31).wrapping_add(1);
         }
         std::hint::black_box(x);
-        let used = before.per_search(&sample(Some(std::process::id())), 1).unwrap();
+        let used = before.per_op(&sample(Some(me), &[("itself".to_string(), me)]), 1).unwrap();
         // ~200 ms of spinning, at 10-ms tick resolution.
         assert!((100_000.0..1_000_000.0).contains(&used.bench_us), "{used:?}");
         assert!(used.node_us.values().sum::<f64>() >= 100_000.0, "{used:?}");
+        assert!(used.processes_us["itself"] >= 100_000.0, "{used:?}");
     }
 }

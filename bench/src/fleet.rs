@@ -74,6 +74,11 @@ impl Fleet {
         Ok(Fleet { shards, nodes, router })
     }
 
+    /// The shard node the router knows as `id` (`n0`, `n1`, ...: the names `start` gave).
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id.strip_prefix('n')?.parse::<usize>().ok()?)
+    }
+
     /// The last lines of every process's log, for error messages.
     pub fn log_tail(&self) -> String {
         let mut out = self.router.log_tail();

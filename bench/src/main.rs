@@ -18,7 +18,7 @@ use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use data::Dataset;
 use raw::Hnsw;
-use report::{Params, RawResults, Report, SearchRun, Timed, VdbResults};
+use report::{Params, RawResults, Report, SearchRun, VdbResults};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -229,11 +229,13 @@ fn shard(args: ShardArgs) -> Result<()> {
             for _ in 0..args.repeat {
                 if let Some((index, _)) = &raw_index {
                     let trial = || raw::timed(index, &data, ef, filtered, threads, duration);
-                    raw_trials.push(with_cpu(None, trial)?);
+                    raw_trials.push(cpu::with_cpu(None, &[], trial)?);
                 }
                 if let (Some(vdb), Some(node)) = (&vdb, &node) {
                     let trial = || runtime.block_on(vdb.timed(ef, filtered, duration));
-                    vdb_trials.push(with_cpu(node_pid, trial).map_err(|e| vdb_failed(node, e))?);
+                    vdb_trials.push(
+                        cpu::with_cpu(node_pid, &[], trial).map_err(|e| vdb_failed(node, e))?,
+                    );
                 }
             }
             if let Some(accuracy) = raw_accuracy {
@@ -304,15 +306,6 @@ fn shard(args: ShardArgs) -> Result<()> {
     report.write(&args.out)?;
     eprintln!("results written to {}", args.out.display());
     Ok(())
-}
-
-/// Runs one timed loop and records what it cost per search: this process's CPU, and the
-/// node's (`node`) by thread group.
-fn with_cpu(node: Option<u32>, trial: impl FnOnce() -> Result<Timed>) -> Result<Timed> {
-    let before = cpu::sample(node);
-    let mut timed = trial()?;
-    timed.cpu = before.per_search(&cpu::sample(node), timed.log.len() as u64);
-    Ok(timed)
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@
 //! 5-s trial on shared cores moves by ±10 ms from trial to trial). Meanwhile the primary's
 //! `GET /v1/shards/{name}` is read every `--lag-interval-ms` for its replicas' progress
 //! (`replication.replicas[].lag_seconds` / `lag_records`), and once the writers stop, how long
-//! every replica takes to confirm the whole log.
+//! every replica takes to confirm the whole log. What each point cost the CPU of the load
+//! generator, the router, the primary and every replica is read from `/proc` around the trial,
+//! from its first write until every replica has confirmed the whole log.
 
+use crate::cpu::{self, CpuUse};
 use crate::fleet::{wait_ready, Fleet, FleetArgs};
 use crate::http::{self, call, Lean, PointBody, UpsertBody};
 use crate::replication_report::{ReplicaLag, ReplicationParams, ReplicationReport, Row, Summary};
@@ -108,6 +111,8 @@ struct Trial {
     samples: BTreeMap<String, Vec<(f64, f64, bool)>>,
     min_in_sync: Option<usize>,
     catch_up_ms: BTreeMap<String, f64>,
+    /// Per acknowledged point, by role.
+    cpu: Option<CpuUse>,
 }
 
 impl Trial {
@@ -190,7 +195,8 @@ pub fn run(args: ReplicationArgs) -> Result<()> {
                     );
                     warm_up(&client, &target, &args).await?;
                     wait_in_sync(&client, &target).await?;
-                    trials.push(trial(&client, target, &args, duration).await?);
+                    let roles = roles(&fleet, &target);
+                    trials.push(trial(&client, target, &args, duration, &roles).await?);
                     let target = &trials.last().expect("just pushed").target;
                     consistent &= check_copies(&client, target).await?;
                     drop_collection(&client, &fleet, &target.collection).await?;
@@ -285,7 +291,21 @@ fn row(trials: Vec<Trial>) -> Row {
         replicas,
         trials_points_per_second: if several { trials_points_per_second } else { Vec::new() },
         trials_p99_ms: if several { trials_p99_ms } else { Vec::new() },
+        cpu: best.cpu,
     }
+}
+
+/// The processes a trial of `target` runs on, by role, for [`cpu::sample`]: the router, the
+/// primary, then the replicas in placement order.
+fn roles(fleet: &Fleet, target: &Target) -> Vec<(String, u32)> {
+    let copies = target.placement.iter().enumerate().map(|(i, id)| {
+        let role = if i == 0 { "primary".to_string() } else { format!("replica {i}") };
+        (role, fleet.node(id))
+    });
+    std::iter::once(("router".to_string(), Some(&fleet.router)))
+        .chain(copies)
+        .filter_map(|(role, node)| Some((role, node?.pid()?)))
+        .collect()
 }
 
 async fn get<T: serde::de::DeserializeOwned>(client: &Lean, uri: &Uri) -> Result<T> {
@@ -423,13 +443,16 @@ async fn warm_up(client: &Lean, target: &Target, args: &ReplicationArgs) -> Resu
     Ok(())
 }
 
-/// One timed trial: the writers for `duration`, the lag sampler alongside, then the catch-up.
+/// One timed trial: the writers for `duration`, the lag sampler alongside, then the catch-up;
+/// the CPU of `roles` is read before the first write and after the catch-up.
 async fn trial(
     client: &Lean,
     target: Target,
     args: &ReplicationArgs,
     duration: Duration,
+    roles: &[(String, u32)],
 ) -> Result<Trial> {
+    let cpu_before = cpu::sample(None, roles);
     let start = Instant::now();
     let deadline = start + duration;
     let sampler = (target.rf > 1).then(|| {
@@ -460,6 +483,7 @@ async fn trial(
         samples: BTreeMap::new(),
         min_in_sync: None,
         catch_up_ms: BTreeMap::new(),
+        cpu: None,
     };
     let mut last_ack = start;
     for w in writers {
@@ -478,6 +502,7 @@ async fn trial(
         out.min_in_sync = min_in_sync;
         out.catch_up_ms = catch_up(client, &out.target, last_ack).await?;
     }
+    out.cpu = cpu_before.per_op(&cpu::sample(None, roles), out.points);
     Ok(out)
 }
 

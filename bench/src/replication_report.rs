@@ -2,6 +2,7 @@
 //! consistency, the replication lag of every replica, the check against the targets, the human
 //! table and the JSON document.
 
+use crate::cpu::CpuUse;
 use crate::report::Machine;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,11 @@ pub struct Row {
     pub trials_points_per_second: Vec<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials_p99_ms: Vec<f64>,
+    /// CPU per acknowledged point in the kept trial, from its first write until every replica
+    /// had confirmed the whole log: the load generator (`bench_us`) and the router, primary and
+    /// replica processes (`processes_us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
 }
 
 impl Row {
@@ -308,6 +314,20 @@ impl ReplicationReport {
                 );
             }
         }
+        if self.rows.iter().any(|r| r.cpu.is_some()) {
+            let _ = writeln!(
+                out,
+                "\nCPU per point (us of user + system time, kept trial, first write to full \
+                 catch-up; this process is the load generator)"
+            );
+            for r in &self.rows {
+                if let Some(cpu) = &r.cpu {
+                    let label = r.label();
+                    let _ =
+                        writeln!(out, "{:>2} {label:<17} {}", r.replication_factor, cpu.describe());
+                }
+            }
+        }
         let _ = writeln!(out, "\ntargets");
         for t in &self.targets {
             let _ = writeln!(
@@ -372,6 +392,13 @@ mod tests {
                 .collect(),
             trials_points_per_second: Vec::new(),
             trials_p99_ms: Vec::new(),
+            cpu: (rf > 1).then(|| CpuUse {
+                bench_us: 20.0,
+                processes_us: [("primary".to_string(), 400.0), ("router".to_string(), 60.0)]
+                    .into_iter()
+                    .collect(),
+                ..CpuUse::default()
+            }),
         }
     }
 
@@ -413,6 +440,11 @@ mod tests {
         let met: Vec<(u32, bool)> =
             report.targets.iter().map(|t| (t.replication_factor, t.met)).collect();
         assert_eq!(met, vec![(2, true), (3, false), (2, true), (3, false)]);
-        assert!(report.table().contains("NOT met"));
+        let table = report.table();
+        assert!(table.contains("NOT met"));
+        assert!(
+            table.contains("total  480 = this process 20 + primary 400 + router 60"),
+            "{table}"
+        );
     }
 }

@@ -566,7 +566,7 @@ mod tests {
             errors: 1,
             cpu: None,
         };
-        let cpu = CpuUse { bench_us: 40.0, node_us: BTreeMap::new(), machine_busy_percent: 99.0 };
+        let cpu = CpuUse { bench_us: 40.0, machine_busy_percent: 99.0, ..CpuUse::default() };
         let fast =
             Timed { log, elapsed: Duration::from_secs(2), errors: 0, cpu: Some(cpu.clone()) };
         let run = SearchRun::best_of(16, Accuracy::default(), vec![slow, fast]);

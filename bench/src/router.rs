@@ -4,8 +4,11 @@
 //! Every side is measured twice per ef: at `--connections` concurrent connections for
 //! throughput (QPS), and at one connection, one query after the other, for single-query latency
 //! (the latency targets). The router's own overhead is the 1-connection p50 through the router
-//! with one shard minus the same queries sent to that shard's node directly.
+//! with one shard minus the same queries sent to that shard's node directly. Every timed loop
+//! also records its CPU per search: the load generator's, the directly asked node's by thread
+//! group, or the router's and each shard node's.
 
+use crate::cpu;
 use crate::data::{recall, Dataset, K};
 use crate::fleet::{Fleet, FleetArgs};
 use crate::http::{self, call, Lean};
@@ -69,7 +72,9 @@ pub struct RouterArgs {
 /// Where a side's searches go.
 enum Target<'a> {
     Raw(&'a Index),
-    Http(Uri),
+    /// The URI, and the processes answering it for [`cpu::with_cpu`]: the node asked directly
+    /// (by thread group), or the router and its shard nodes (whole, by role).
+    Http(Uri, Option<u32>, Vec<(String, u32)>),
 }
 
 pub fn run(args: RouterArgs) -> Result<()> {
@@ -116,13 +121,20 @@ pub fn run(args: RouterArgs) -> Result<()> {
         if fleet.shards == 1 {
             let node = &fleet.nodes[0].url;
             sides.push(side("direct", Some(1), None));
-            targets.push(Target::Http(format!("{node}/v1/shards/{local}/search").parse()?));
+            let uri = format!("{node}/v1/shards/{local}/search").parse()?;
+            targets.push(Target::Http(uri, fleet.nodes[0].pid(), Vec::new()));
         }
-        routed.push((side("router", Some(fleet.shards), Some(rate)), fleet.search_uri()?));
+        let mut processes: Vec<_> =
+            fleet.router.pid().map(|p| ("router".into(), p)).into_iter().collect();
+        for (i, node) in fleet.nodes.iter().enumerate() {
+            processes.extend(node.pid().map(|p| (format!("shard node {}", i + 1), p)));
+        }
+        let target = Target::Http(fleet.search_uri()?, None, processes);
+        routed.push((side("router", Some(fleet.shards), Some(rate)), target));
     }
-    for (side, uri) in routed {
+    for (side, target) in routed {
         sides.push(side);
-        targets.push(Target::Http(uri));
+        targets.push(target);
     }
 
     for &ef in &args.ef {
@@ -132,7 +144,7 @@ pub fn run(args: RouterArgs) -> Result<()> {
         for target in &targets {
             accuracy.push(match target {
                 Target::Raw(index) => raw::accuracy(index, &data, ef, false, threads)?,
-                Target::Http(uri) => runtime
+                Target::Http(uri, ..) => runtime
                     .block_on(http_accuracy(&client, uri, &bodies, &data.gt, args.connections))
                     .with_context(|| format!("recall pass against {uri}"))?,
             });
@@ -143,18 +155,20 @@ pub fn run(args: RouterArgs) -> Result<()> {
             for (target, trials) in targets.iter().zip(&mut trials) {
                 for (load, concurrency) in [(0, 1), (1, threads)] {
                     let timed = match target {
-                        Target::Raw(index) => {
-                            raw::timed(index, &data, ef, false, concurrency, duration)?
-                        }
-                        Target::Http(uri) => {
+                        Target::Raw(index) => cpu::with_cpu(None, &[], || {
+                            raw::timed(index, &data, ef, false, concurrency, duration)
+                        })?,
+                        Target::Http(uri, node, processes) => {
                             let connections = if load == 0 { 1 } else { args.connections };
-                            runtime.block_on(http::timed(
-                                &client,
-                                uri,
-                                bodies.clone(),
-                                connections,
-                                duration,
-                            ))?
+                            cpu::with_cpu(*node, processes, || {
+                                runtime.block_on(http::timed(
+                                    &client,
+                                    uri,
+                                    bodies.clone(),
+                                    connections,
+                                    duration,
+                                ))
+                            })?
                         }
                     };
                     trials[load].push(timed);

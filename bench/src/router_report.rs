@@ -195,6 +195,22 @@ impl RouterReport {
                 if errors > 0 { format!(" ({errors} errors)") } else { String::new() }
             );
         }
+        let cpu_rows: Vec<_> = self
+            .rows()
+            .into_iter()
+            .filter_map(|(ef, side, _, loaded)| Some((ef, side.label(), loaded.cpu.as_ref()?)))
+            .collect();
+        if !cpu_rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCPU per search at {} connections (us of user + system time, best trial): this \
+                 process is raw USearch or the load generator",
+                p.connections
+            );
+            for (ef, side, cpu) in cpu_rows {
+                let _ = writeln!(out, "{ef:<5} {side:<14} {}", cpu.describe());
+            }
+        }
         if !self.overhead_p50_ms.is_empty() {
             let per_ef: Vec<String> =
                 self.overhead_p50_ms.iter().map(|(ef, o)| format!("ef {ef}: {o:+.3}")).collect();
