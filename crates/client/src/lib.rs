@@ -26,6 +26,8 @@
 
 pub mod embedder;
 
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Response, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,6 +43,19 @@ use vdb_api::{
 /// The per-request timeout used by [`ShardClient::new`]: generous, because a large upsert or a
 /// snapshot legitimately takes seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request body serialized once, to send the same request to many nodes (a router's
+/// fan-out) without formatting it again for each: cloning it shares the bytes.
+#[derive(Clone, Debug)]
+pub struct JsonBody(Bytes);
+
+impl JsonBody {
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        serde_json::to_vec(value)
+            .map(|v| JsonBody(v.into()))
+            .map_err(|e| ClientError::Encode(e.to_string()))
+    }
+}
 
 /// What can go wrong with a request.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +74,9 @@ pub enum ClientError {
     /// The response was not what the endpoint promises.
     #[error("cannot decode response: {0}")]
     Decode(String),
+    /// The request body could not be serialized (a type that JSON cannot represent).
+    #[error("cannot encode request: {0}")]
+    Encode(String),
     /// The client could not be set up (a base URL that is not `http://host:port`, ...).
     #[error("client configuration: {0}")]
     Config(String),
@@ -227,7 +245,18 @@ impl ShardClient {
         name: &str,
         req: &BatchSearchRequest,
     ) -> Result<BatchSearchResult> {
-        self.json(Method::POST, &["v1", "shards", name, "search", "batch"], Some(req)).await
+        self.search_batch_body(name, &JsonBody::new(req)?).await
+    }
+
+    /// [`Self::search_batch`] with a [`BatchSearchRequest`] serialized beforehand.
+    pub async fn search_batch_body(
+        &self,
+        name: &str,
+        body: &JsonBody,
+    ) -> Result<BatchSearchResult> {
+        let path = ["v1", "shards", name, "search", "batch"];
+        let bytes = self.send_body(Method::POST, &path, Some(body)).await?.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     pub async fn create_index(&self, name: &str, req: &CreatePayloadIndex) -> Result<ShardInfo> {
@@ -363,6 +392,17 @@ impl ShardClient {
         path: &[&str],
         body: Option<&B>,
     ) -> Result<Response> {
+        let body = body.map(JsonBody::new).transpose()?;
+        self.send_body(method, path, body.as_ref()).await
+    }
+
+    /// [`Self::send`] with the body already serialized.
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<&JsonBody>,
+    ) -> Result<Response> {
         let mut request = self.http.request(method, self.url(path)?);
         if let Some(ack) = &self.ack {
             request = request.query(ack);
@@ -370,8 +410,10 @@ impl ShardClient {
         if let Some(read) = &self.read {
             request = request.query(read);
         }
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some(JsonBody(bytes)) = body {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(bytes.clone());
         }
         let response = request.send().await?;
         let status = response.status();
@@ -467,15 +509,48 @@ mod tests {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut head = Vec::new();
             let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let end = loop {
+                if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
                 let n = socket.read(&mut buf).await.unwrap();
                 assert!(n > 0, "client closed before sending a full head");
+                head.extend_from_slice(&buf[..n]);
+            };
+            // The body too, when the request says how long it is.
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            while head.len() < end + length {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed before sending its body");
                 head.extend_from_slice(&buf[..n]);
             }
             socket.write_all(response.as_bytes()).await.unwrap();
             String::from_utf8_lossy(&head).into_owned()
         });
         (base, task)
+    }
+
+    #[tokio::test]
+    async fn sends_a_body_serialized_beforehand_as_json() {
+        let answer = r#"{"results":[]}"#;
+        let (base, server) = canned_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        ))
+        .await;
+        let ask = BatchSearchRequest { searches: Vec::new() };
+        let body = JsonBody::new(&ask).unwrap();
+        let client = ShardClient::new(&base).unwrap();
+        let result = client.search_batch_body("s", &body.clone()).await.unwrap();
+        assert!(result.results.is_empty());
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /v1/shards/s/search/batch "), "{request}");
+        assert!(request.to_ascii_lowercase().contains("content-type: application/json"));
+        assert!(request.ends_with(&serde_json::to_string(&ask).unwrap()), "{request}");
     }
 
     #[tokio::test]

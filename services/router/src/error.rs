@@ -55,6 +55,9 @@ impl RouterError {
                 code: ErrorCode::Overloaded,
                 message: format!("node {node} is overloaded; retry later"),
             },
+            ClientError::Encode(m) => {
+                RouterError::Internal(format!("encoding the request for shard {shard}: {m}"))
+            }
             other => RouterError::Unavailable(format!(
                 "shard {shard} is unavailable (node {node}: {})",
                 describe(&other)
@@ -71,6 +74,7 @@ pub fn describe(err: &ClientError) -> String {
         ClientError::Transport(_) => "connection failed".into(),
         ClientError::Timeout => "timed out".into(),
         ClientError::Decode(_) => "bad response".into(),
+        ClientError::Encode(_) => "request not encodable".into(),
         ClientError::Config(m) => m.clone(),
     }
 }

@@ -8,6 +8,7 @@ use crate::error::{Result, RouterError};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use vdb_api::*;
+use vdb_client::JsonBody;
 
 /// The largest `k + offset` a search may ask for.
 pub const MAX_DEPTH: usize = 10_000;
@@ -84,16 +85,29 @@ impl Cluster {
         reads: &Reads,
     ) -> Result<Vec<CollectionSearchResult>> {
         let shards = routed.record.all_shards();
+        let ask = |ownership: Option<Ownership>| {
+            let searches = searches
+                .iter()
+                .zip(vectors)
+                .map(|(s, v)| per_shard(routed, s, v, ownership.clone(), two_phase))
+                .collect();
+            JsonBody::new(&BatchSearchRequest { searches })
+        };
+        // Outside a resharding every shard gets the same request: it is serialized once (its
+        // vectors are most of it) instead of once per shard.
+        let shared = if routed.record.resharding.is_none() {
+            Some(ask(None).map_err(|e| RouterError::Internal(e.to_string()))?)
+        } else {
+            None
+        };
+        let (ask, shared) = (&ask, &shared);
         let outcomes = self
             .fan_out_reads(routed, &shards, reads, |c, local, shard| async move {
-                let ask = BatchSearchRequest {
-                    searches: searches
-                        .iter()
-                        .zip(vectors)
-                        .map(|(s, v)| per_shard(routed, s, v, shard, two_phase))
-                        .collect(),
+                let body = match shared {
+                    Some(body) => body.clone(),
+                    None => ask(routed.record.ownership(shard))?,
                 };
-                c.read.search_batch(&local, &ask).await
+                c.read.search_batch_body(&local, &body).await
             })
             .await;
         let (ok, failed) = collect(outcomes);
@@ -182,11 +196,12 @@ fn validate(routed: &Routed, s: &CollectionSearch) -> Result<()> {
     Ok(())
 }
 
+/// What one shard is asked for one search; `ownership` is the shard's during a resharding.
 fn per_shard(
     routed: &Routed,
     s: &CollectionSearch,
     vector: &[f32],
-    shard: u32,
+    ownership: Option<Ownership>,
     two_phase: bool,
 ) -> SearchRequest {
     SearchRequest {
@@ -199,7 +214,7 @@ fn per_shard(
         with_vector: s.with_vector && !two_phase,
         exact: s.exact,
         plan: s.plan,
-        ownership: routed.record.ownership(shard),
+        ownership,
     }
 }
 
